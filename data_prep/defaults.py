@@ -1,0 +1,41 @@
+"""The embedded default: where outputs go when no path is given, and the synthetic dataset.
+
+``SFFB_HOME`` (default ``./outputs``) holds everything a run without arguments makes: the
+synthetic FF++ dataset, its shards, and later checkpoints and the MLflow store. Paths are made
+absolute, because Ray resolves relative ones inside a job's working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from data_prep.prepare import PrepareConfig, prepare
+from data_prep.synthetic import SyntheticConfig, generate
+
+
+def workdir() -> Path:
+    return Path(os.environ.get("SFFB_HOME", "outputs")).resolve()
+
+
+def synthetic_root() -> Path:
+    return workdir() / "data" / "synthetic_ffpp"
+
+
+def embedded_prepare_config(**overrides) -> PrepareConfig:
+    """Synthetic FF++ at CPU-demo scale: 16 of its 32 frames per video, 96x96 crops."""
+    config = PrepareConfig(
+        dataset="ffpp",
+        root=str(synthetic_root()),
+        output=str(workdir() / "shards" / "synthetic_ffpp"),
+        frames_per_video=16,
+        crop_size=96,
+    )
+    return replace(config, **overrides)
+
+
+def ensure_embedded_shards(progress: bool = True, **overrides) -> dict:
+    """Generate the synthetic dataset and its shards if absent; return the manifest."""
+    generate(synthetic_root(), SyntheticConfig())
+    return prepare(embedded_prepare_config(**overrides), progress=progress)

@@ -1,0 +1,230 @@
+"""Dataset of videos -> paired face-crop Parquet shards, one Ray task per video.
+
+Videos are processed in a fixed order (split, then video key) with a bounded window of tasks in
+flight, and their rows are written in that order, so memory stays flat in the number of videos
+and the shards are reproducible byte for byte. Re-running on the same output resumes: finished
+shards are kept, the unfinished one is discarded and redone; a completed output is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import ray
+from tqdm import tqdm
+
+from data_prep.extract import ExtractOptions, extract_rows
+from data_prep.faces import build_detector
+from data_prep.readers import read_dataset
+from data_prep.records import SPLITS, Skip, VideoRecord, canonical_level
+from data_prep.shards import ShardWriter, complete_shards, row_schema
+from data_prep.video import VideoError
+
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """What defines a prepared dataset; the manifest records it and a rerun must match it."""
+
+    dataset: str = "ffpp"  # a reader from data_prep.readers.READERS
+    root: str = ""  # the dataset's folder
+    output: str = ""  # where shards and manifest.json go
+    levels: tuple[str, ...] = ("raw", "c23", "c40")  # the first is where faces are detected
+    methods: tuple[str, ...] = ()  # empty: every method the reader knows
+    splits_dir: str | None = None  # FF++ official split JSONs (default: ROOT/splits if present)
+    frames_per_video: int = 50
+    crop_size: int = 256
+    margin: float = 1.3
+    detector: str = "haar"  # a name from data_prep.faces.DETECTORS
+    shard_target_mb: float = 256.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(canonical_level(v) for v in self.levels))
+        object.__setattr__(self, "methods", tuple(self.methods))
+
+    def extract_options(self) -> ExtractOptions:
+        return ExtractOptions(self.levels, self.frames_per_video, self.crop_size, self.margin)
+
+
+@dataclass
+class _Outcome:
+    """What one video task sends back: rows, or the reason there are none."""
+
+    table: object = None  # pyarrow.Table
+    skip: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def process_video(record: VideoRecord, config: PrepareConfig) -> _Outcome:
+    """Rows of one video, or a recorded reason; never raises for a bad video."""
+    try:
+        table, notes = extract_rows(
+            record, config.extract_options(), build_detector(config.detector)
+        )
+    except VideoError as error:
+        return _Outcome(skip=str(error))
+    return _Outcome(table=table, notes=notes)
+
+
+_process_video_task = ray.remote(num_cpus=1, max_retries=2)(process_video)
+
+
+def _ordered(records: list[VideoRecord]) -> list[VideoRecord]:
+    return sorted(records, key=lambda r: (SPLITS.index(r.split), r.video_key))
+
+
+def _ordered_results(records: list[VideoRecord], config: PrepareConfig, window: int) -> Iterator:
+    """``(record, outcome)`` in the records' order, with at most ``window`` tasks in flight."""
+    config_ref = ray.put(config)
+    pending = []
+    queue = iter(records)
+    for record in queue:
+        pending.append((record, _process_video_task.remote(record, config_ref)))
+        if len(pending) >= window:
+            record, ref = pending.pop(0)
+            yield record, ray.get(ref)
+    for record, ref in pending:
+        yield record, ray.get(ref)
+
+
+def _versions() -> dict[str, str]:
+    packages = ("numpy", "pyarrow", "opencv-python-headless", "av", "ray", "sffb-distill")
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "absent"
+    return found
+
+
+def _write_json(path: Path, content: dict) -> None:
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
+    os.replace(temporary, path)
+
+
+def _config_json(config: PrepareConfig) -> dict:
+    return json.loads(json.dumps(asdict(config)))
+
+
+def _clear(output: Path) -> None:
+    """Remove what an earlier preparation wrote (only its own files)."""
+    for split in SPLITS:
+        shutil.rmtree(output / split, ignore_errors=True)
+    (output / MANIFEST).unlink(missing_ok=True)
+
+
+def _summarise(output: Path) -> dict:
+    """Row counts per split/method/label, and each shard's rows and checksum, from the shards."""
+    counts: Counter = Counter()
+    shards = []
+    for split in SPLITS:
+        for path in complete_shards(output, split):
+            table = pq.read_table(path, columns=["method", "label"])
+            for method, label in zip(
+                table["method"].to_pylist(), table["label"].to_pylist(), strict=True
+            ):
+                counts[(split, method, label)] += 1
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            shards.append(
+                {"path": str(path.relative_to(output)), "rows": table.num_rows, "sha256": digest}
+            )
+    rows: dict = {}
+    for (split, method, label), n in sorted(counts.items()):
+        rows.setdefault(split, {}).setdefault(method, {})[str(label)] = n
+    return {"rows": rows, "total_rows": sum(counts.values()), "shards": shards}
+
+
+def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = True) -> dict:
+    """Prepare (or finish preparing) ``config.output``; return the manifest.
+
+    Runs on the Ray cluster this process is connected to, or starts a local one.
+    """
+    output = Path(config.output).resolve()
+    manifest_path = output / MANIFEST
+    wanted = _config_json(config)
+    if manifest_path.is_file():
+        previous = json.loads(manifest_path.read_text())
+        if overwrite:
+            _clear(output)
+        elif previous.get("config") != wanted:
+            raise ValueError(
+                f"{output}: prepared earlier with another configuration; "
+                "pass --overwrite to redo it, or choose another output"
+            )
+        elif previous.get("complete"):
+            return previous
+    elif overwrite:
+        _clear(output)
+    output.mkdir(parents=True, exist_ok=True)
+    _write_json(manifest_path, {"config": wanted, "complete": False, "versions": _versions()})
+
+    found = read_dataset(
+        config.dataset,
+        Path(config.root),
+        config.levels,
+        seed=config.seed,
+        methods=config.methods or None,
+        splits_dir=Path(config.splits_dir) if config.splits_dir else None,
+    )
+    skipped: list[Skip] = list(found.skipped)
+    notes: list[dict] = []
+    done_keys, start = set(), {}
+    for split in SPLITS:
+        for temporary in (output / split).glob("*.tmp"):
+            temporary.unlink()  # an unfinished shard of an interrupted run: redone below
+        shards = complete_shards(output, split)
+        start[split] = len(shards)
+        for path in shards:
+            done_keys.update(pq.read_table(path, columns=["video_key"])["video_key"].to_pylist())
+    todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
+
+    if not ray.is_initialized():
+        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+    window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+    schema = row_schema(config.levels)
+    target_bytes = int(config.shard_target_mb * 1024 * 1024)
+    writers: dict[str, ShardWriter] = {}
+    bar = tqdm(total=len(todo), unit="video", desc="prepare", disable=not progress)
+    for record, outcome in _ordered_results(todo, config, window):
+        bar.update(1)
+        if outcome.skip is not None:
+            skipped.append(
+                Skip(str(record.paths.get(config.levels[0], "")), outcome.skip, record.video_key)
+            )
+            continue
+        notes.extend({"video_key": record.video_key, "note": n} for n in outcome.notes)
+        if record.split not in writers:
+            for writer in writers.values():
+                writer.close()  # splits come one after another: the last one is finished
+            writers[record.split] = ShardWriter(
+                output, record.split, schema, target_bytes, start[record.split]
+            )
+        writers[record.split].write(outcome.table)
+    for writer in writers.values():
+        writer.close()
+    bar.close()
+
+    manifest = {
+        "config": wanted,
+        "complete": True,
+        "versions": _versions(),
+        **_summarise(output),
+        "skipped": [asdict(s) for s in sorted(skipped, key=lambda s: (s.path, s.reason))],
+        "notes": sorted(notes, key=lambda n: (n["video_key"], n["note"])),
+    }
+    _write_json(manifest_path, manifest)
+    return manifest

@@ -1,0 +1,101 @@
+"""The Parquet shard format of paired face crops, and its atomic, size-bounded writer.
+
+Layout: ``OUTPUT/<split>/part-NNNNN.parquet`` plus ``OUTPUT/manifest.json``. One row per
+(video, sampled frame):
+
+| column | type | meaning |
+|---|---|---|
+| dataset, method, video_id | string | origin, e.g. ``ffpp``, ``Deepfakes``, ``000_003`` |
+| video_key | string | ``dataset/method/video_id``: unique across methods; video metric key |
+| label | int8 | 0 = real, 1 = fake |
+| split | string | ``train``, ``val`` or ``test`` |
+| frame_index, frame_count | int32 | the sampled frame and the video's length |
+| box_left, box_top, box_side | int32 | the square crop box, in reference-level pixels |
+| png_<level> | binary | the crop of that level (``png_raw``, ``png_c23``, ...), lossless RGB PNG |
+
+Every level's crop of a row comes from the same frame and the same box. A shard holds whole
+videos, one row group per video, and is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SHARD_GLOB = "part-*.parquet"
+_METADATA_FIELDS = [
+    ("dataset", pa.string()),
+    ("method", pa.string()),
+    ("video_id", pa.string()),
+    ("video_key", pa.string()),
+    ("label", pa.int8()),
+    ("split", pa.string()),
+    ("frame_index", pa.int32()),
+    ("frame_count", pa.int32()),
+    ("box_left", pa.int32()),
+    ("box_top", pa.int32()),
+    ("box_side", pa.int32()),
+]
+METADATA_COLUMNS = tuple(name for name, _ in _METADATA_FIELDS)
+
+
+def png_column(level: str) -> str:
+    return f"png_{level}"
+
+
+def row_schema(levels: Sequence[str]) -> pa.Schema:
+    fields = [pa.field(n, t, nullable=False) for n, t in _METADATA_FIELDS]
+    fields += [pa.field(png_column(level), pa.binary(), nullable=False) for level in levels]
+    return pa.schema(fields, metadata={"sffb.levels": ",".join(levels)})
+
+
+def shard_path(output: Path, split: str, index: int) -> Path:
+    return output / split / f"part-{index:05d}.parquet"
+
+
+def complete_shards(output: Path, split: str) -> list[Path]:
+    """The finished shards of a split, in order (temporary files are never matched)."""
+    return sorted((output / split).glob(SHARD_GLOB))
+
+
+class ShardWriter:
+    """Streams one split's videos into shards of about ``target_bytes`` each.
+
+    A shard is closed after the video that brings it to the target, so shard boundaries depend on
+    the content only: the same videos in the same order give the same shards, byte for byte.
+    """
+
+    def __init__(self, output: Path, split: str, schema: pa.Schema, target_bytes: int, start: int):
+        self.output, self.split, self.schema = output, split, schema
+        self.target_bytes = target_bytes
+        self.index = start
+        self.written: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._temporary: Path | None = None
+        self._bytes = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self._temporary = shard_path(self.output, self.split, self.index).with_suffix(".tmp")
+            self._temporary.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = pq.ParquetWriter(self._temporary, self.schema, compression="none")
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._bytes += table.nbytes
+        if self._bytes >= self.target_bytes:
+            self._finish()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._writer.close()
+        final = shard_path(self.output, self.split, self.index)
+        os.replace(self._temporary, final)
+        self.written.append(final)
+        self._writer, self._temporary, self._bytes = None, None, 0
+        self.index += 1

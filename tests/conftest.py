@@ -1,0 +1,38 @@
+"""Shared fixtures: one local Ray per test session, and a small synthetic FF++ dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from data_prep.synthetic import generate
+from tests.helpers import TEST_SYNTHETIC, small_prepare_config
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray cluster shared by the whole session (starting one costs seconds).
+
+    Four logical CPUs on a two-core machine, so tasks and actors never wait on each other.
+    """
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    return generate(tmp_path_factory.mktemp("synthetic") / "ffpp", TEST_SYNTHETIC)
+
+
+@pytest.fixture(scope="session")
+def prepared(ray_session, synthetic_root, tmp_path_factory) -> tuple[Path, dict]:
+    """The synthetic dataset prepared once: (output folder, manifest)."""
+    from data_prep.prepare import prepare
+
+    output = tmp_path_factory.mktemp("shards") / "reference"
+    return output, prepare(small_prepare_config(synthetic_root, output), progress=False)

@@ -1,0 +1,19 @@
+"""Small configurations the tests share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from data_prep.prepare import PrepareConfig
+from data_prep.synthetic import SyntheticConfig
+
+#: Small enough for CI, big enough for every split and method: 6 reals, 24 fakes, 20 frames.
+TEST_SYNTHETIC = SyntheticConfig(reals=6, frames=20)
+TEST_FRAMES = 8
+
+
+def small_prepare_config(root: Path, output: Path, **overrides) -> PrepareConfig:
+    """Tiny crops and few frames: the pipeline is the same at 256 and 50."""
+    options = dict(frames_per_video=TEST_FRAMES, crop_size=64, shard_target_mb=1.0)
+    options.update(overrides)
+    return PrepareConfig(dataset="ffpp", root=str(root), output=str(output), **options)
