@@ -1,0 +1,33 @@
+"""The data_prep command line: options from YAML, flags override, bad files named."""
+
+from __future__ import annotations
+
+import pytest
+
+from data_prep.__main__ import load_config, main
+from data_prep.prepare import PrepareConfig
+
+
+def test_yaml_options_and_flag_overrides(tmp_path):
+    options = tmp_path / "prep.yaml"
+    options.write_text("dataset: celebdf\nlevels: [raw, c40]\ncrop_size: 128\n")
+    config = load_config(PrepareConfig, options, {"crop_size": 96, "root": None})
+    assert (config.dataset, config.levels, config.crop_size) == ("celebdf", ("raw", "c40"), 96)
+
+
+def test_unknown_yaml_key_is_named(tmp_path, capsys):
+    options = tmp_path / "prep.yaml"
+    options.write_text("dataset: ffpp\ncrop: 96\n")
+    assert main(["prepare", "--config", str(options), "--output", str(tmp_path / "o")]) == 2
+    assert f"{options}: unknown option 'crop'" in capsys.readouterr().err
+
+
+def test_root_without_output_is_refused(tmp_path, capsys):
+    assert main(["prepare", "--root", str(tmp_path)]) == 2
+    assert "--output is required" in capsys.readouterr().err
+
+
+def test_unknown_subcommand_exits_nonzero():
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train"])
+    assert exit_info.value.code != 0
