@@ -1,0 +1,132 @@
+"""The one configuration tree of every Ray job: data, model, loss, optimisation, scaling, tracking.
+
+Loaded as preset YAML (``rayjobs/presets/<name>.yaml``), then an optional user YAML, then
+``--set key.path=value`` overrides; the effective tree is saved with every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
+from sffb.losses import KNOWLEDGE_TYPES
+from sffb.model import SFFBConfig
+
+PRESETS = Path(__file__).with_name("presets")
+DEFAULT_PRESET = "cpu-demo"
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Applied identically to both crops of a pair (SPEC §3); probabilities and jitter spans."""
+
+    flip: float = 0.5
+    grayscale: float = 0.1
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    shards: str = ""  # prepared shards (data_prep); "" = the embedded synthetic dataset
+    methods: tuple[str, ...] = ()  # fake methods to use besides every real; () = all
+    teacher_level: str = "raw"
+    student_level: str = "c23"
+    batch_size: int = 32  # global: split evenly over the workers
+    prefetch_batches: int = 2
+    shuffle_buffer: int = 256  # local shuffle buffer (rows) per worker
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    lambda1: float = 2.0
+    lambda2: float = 100.0
+    lambda3: float = 1.0
+    temperature: float = 1.0
+    knowledge: str = "maps+logits"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    epochs: int = 10
+    fused: bool = False  # fused Adam kernel (CUDA)
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    num_workers: int = 2
+    use_gpu: str = "auto"  # "auto" (GPUs when the cluster has them), "yes", "no"
+    cpus_per_worker: float = 0.5  # fractional by default: leaves CPU to Ray Data on small hosts
+    bf16: bool = True  # autocast on GPU
+    channels_last: bool = False
+    max_failures: int = 2  # worker failures recovered from the latest checkpoint
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    experiment: str = "sffb"
+    run_name: str = ""  # "" = derived from the job, method and level; same name = resume
+    storage_path: str = ""  # checkpoints; "" = $SFFB_HOME/runs
+    tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else SQLite under $SFFB_HOME
+    teacher_run: str = ""  # distillation: the teacher run's name ("" = the default teacher)
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: SFFBConfig = field(default_factory=SFFBConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.loss.knowledge not in KNOWLEDGE_TYPES:
+            raise ValueError(
+                f"loss.knowledge: unknown {self.loss.knowledge!r}; one of {KNOWLEDGE_TYPES}"
+            )
+        if self.scaling.use_gpu not in ("auto", "yes", "no"):
+            raise ValueError(
+                f"scaling.use_gpu: expected auto, yes or no, got {self.scaling.use_gpu!r}"
+            )
+        if self.data.batch_size % self.scaling.num_workers:
+            raise ValueError(
+                f"data.batch_size {self.data.batch_size} does not split over "
+                f"{self.scaling.num_workers} workers"
+            )
+
+
+def load_job_config(
+    preset: str = DEFAULT_PRESET, path: Path | None = None, overrides: list[str] = ()
+) -> JobConfig:
+    """Preset, then the user's YAML, then ``key.path=value`` overrides."""
+    preset_file = PRESETS / f"{preset}.yaml"
+    if not preset_file.is_file():
+        known = sorted(p.stem for p in PRESETS.glob("*.yaml"))
+        raise ValueError(f"unknown preset {preset!r}; one of {', '.join(known)}")
+    data = load_yaml(preset_file)
+    if path is not None:
+        data = merge(data, load_yaml(path))
+    for override in overrides:
+        data = merge(data, parse_override(override))
+    return from_dict(JobConfig, data)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", default=DEFAULT_PRESET, help="paper or cpu-demo")
+    parser.add_argument("--config", type=Path, help="YAML merged over the preset")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override one value, e.g. --set loss.lambda2=50 (repeatable)",
+    )  # fmt: skip
+
+
+def config_from_args(args: argparse.Namespace) -> JobConfig:
+    return load_job_config(args.preset, args.config, args.overrides)

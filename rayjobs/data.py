@@ -1,0 +1,108 @@
+"""Ray Data input: paired shards -> decoded, identically augmented (teacher, student) batches.
+
+Shards are read lazily (only the needed columns, rows filtered at the Parquet reader) and
+decoded in ``map_batches`` on CPU workers, so nothing materialises the dataset and memory stays
+bounded as it grows. Images leave this stage as uint8 NCHW; scaling, normalisation and the DCT
+happen in the model, on the training worker's device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import ray.data
+from ray.data.expressions import col
+
+from data_prep.shards import complete_shards, png_column
+from rayjobs.augment import augment_together
+from rayjobs.config import AugmentConfig, DataConfig
+
+
+class DataError(ValueError):
+    """Shards that cannot feed the configured job (checked before any worker starts)."""
+
+
+def shard_files(shards: Path, split: str) -> list[str]:
+    files = complete_shards(Path(shards), split)
+    if not files:
+        raise DataError(f"{Path(shards) / split}: no shards (part-*.parquet) for split {split!r}")
+    return [str(f) for f in files]
+
+
+def check_levels(shards: Path, split: str, levels: tuple[str, ...]) -> None:
+    """Fail early, naming the shard, when a level the job needs was not prepared."""
+    first = shard_files(shards, split)[0]
+    columns = set(pq.read_schema(first).names)
+    missing = [level for level in levels if png_column(level) not in columns]
+    if missing:
+        have = sorted(c.removeprefix("png_") for c in columns if c.startswith("png_"))
+        raise DataError(f"{first}: level {missing[0]!r} is not in the shards (they hold {have})")
+
+
+def _row_filter(methods: tuple[str, ...]):
+    """Every real, plus the fakes of ``methods`` (pushed down to the Parquet reader)."""
+    return (col("label") == 0) | col("method").is_in(list(methods))
+
+
+def _decode(pngs: np.ndarray, size: int) -> np.ndarray:
+    """PNG bytes -> uint8 (N, size, size, 3) RGB, resized when the shards hold another size."""
+    images = []
+    for png in pngs:
+        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError("a shard holds a PNG that does not decode")
+        if image.shape[0] != size:
+            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+        images.append(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+    return np.stack(images)
+
+
+class DecodePairs:
+    """``map_batches`` step: decode each level, augment them identically, NHWC -> NCHW.
+
+    The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
+    (``raw``, ``c23``, ...), beside ``label`` and ``video_key``.
+    """
+
+    def __init__(
+        self, levels: tuple[str, ...], size: int, augment: AugmentConfig | None, keys: bool
+    ) -> None:
+        self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = [_decode(batch[png_column(level)], self.size) for level in self.levels]
+        if self.augment is not None:
+            images = augment_together(images, self.augment, np.random.default_rng())
+        out = {"label": batch["label"].astype(np.int64)}
+        if self.keys:  # strings: for scoring, not for iter_torch_batches
+            out["video_key"], out["method"] = batch["video_key"], batch["method"]
+        for level, image in zip(self.levels, images, strict=True):
+            out[level] = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
+        return out
+
+
+def paired_dataset(
+    config: DataConfig,
+    split: str,
+    levels: tuple[str, ...],
+    image_size: int,
+    augment: bool,
+) -> ray.data.Dataset:
+    """The split's rows with one decoded image per level (see ``DecodePairs``).
+
+    Training input (``augment=True``) is shuffled by file and augmented; evaluation input keeps
+    the ``video_key`` column for video-level metrics.
+    """
+    shards = Path(config.shards)
+    check_levels(shards, split, levels)
+    columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
+    dataset = ray.data.read_parquet(
+        shard_files(shards, split), columns=columns, shuffle="files" if augment else None
+    )
+    if config.methods:
+        dataset = dataset.filter(expr=_row_filter(config.methods))
+    step = DecodePairs(levels, image_size, config.augment if augment else None, keys=not augment)
+    return dataset.map_batches(step, batch_format="numpy", batch_size=64)

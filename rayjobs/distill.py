@@ -1,0 +1,73 @@
+"""Distil a frozen raw-frame teacher into a student SFFB on compressed crops: the main job.
+
+    python rayjobs/distill.py                       # the whole demo on the embedded default
+    ray job submit --working-dir . -- python rayjobs/distill.py --preset paper --set ...
+
+With no arguments: a local Ray cluster, the synthetic FF++ dataset and its shards (made if
+absent), the teacher (pretrained if absent), the student distilled, the test split evaluated
+once and the report printed; every run lands in MLflow (SQLite under $SFFB_HOME by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rayjobs.config import add_config_arguments, config_from_args
+from rayjobs.evaluate import evaluate
+from rayjobs.launch import (
+    USER_ERRORS,
+    best_checkpoint_path,
+    default_run_name,
+    resolve_data,
+    run_training,
+    storage_path,
+)
+from rayjobs.tracking import find_run, tracking_uri
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_config_arguments(parser)
+    parser.add_argument(
+        "--teacher-checkpoint", type=Path, help="folder with the teacher's state.pt"
+    )
+    parser.add_argument(
+        "--skip-test", action="store_true", help="do not evaluate on the test split"
+    )
+    args = parser.parse_args(argv)
+    try:
+        job = resolve_data(config_from_args(args))
+        uri = tracking_uri(job.tracking.tracking_uri)
+        teacher_name = job.tracking.teacher_run or default_run_name(job, "teacher")
+        teacher_checkpoint = args.teacher_checkpoint
+        if teacher_checkpoint is None:
+            teacher_checkpoint = best_checkpoint_path(storage_path(job), teacher_name)
+            if not (teacher_checkpoint / "state.pt").is_file():
+                print(f"no teacher at {teacher_checkpoint}: pretraining {teacher_name}")
+                run_training(job, "teacher")
+        teacher_run_id = find_run(uri, job.tracking.experiment, teacher_name)
+        links = {"sffb.teacher_checkpoint": str(teacher_checkpoint)}
+        if teacher_run_id is not None:
+            links.update(
+                {"sffb.teacher_run_id": teacher_run_id, "mlflow.parentRunId": teacher_run_id}
+            )
+        student = run_training(job, "student", teacher_checkpoint, extra_tags=links)
+        print(f"student run {student.run_name} (MLflow {student.mlflow_run_id})")
+        print(f"best checkpoint: {student.best_checkpoint}")
+        if not args.skip_test:
+            evaluate(
+                student.best_checkpoint,
+                Path(job.data.shards),
+                (job.data.student_level,),
+                job.data.methods,
+                run_id=student.mlflow_run_id,
+                uri=uri,
+            )
+    except USER_ERRORS as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,208 @@
+"""Evaluate a checkpoint on the test split: the paper's Table-1 layout, logged to MLflow.
+
+``python rayjobs/evaluate.py --checkpoint RUNS/<run>/best --levels c23 c40`` scores every test
+row at each level with Ray Data batch inference (a pool of model actors, GPUs when present),
+then computes, per manipulation method (its fakes against every real) and for all methods
+together, frame ACC/AUC, video ACC/AUC, EER and AP. The table is printed and logged to MLflow as
+CSV and Markdown, with a ROC plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.data
+import torch
+from mlflow.tracking import MlflowClient
+
+from data_prep.defaults import embedded_prepare_config
+from rayjobs.checkpoints import load_model, load_state
+from rayjobs.config import DataConfig
+from rayjobs.data import paired_dataset
+from rayjobs.launch import ensure_ray
+from rayjobs.tracking import find_or_create_run, tracking_uri
+from sffb.metrics import DetectionReport, evaluate_detection, roc_curve
+from sffb.model import SFFB
+
+ALL = "all"
+
+
+class Scorer:
+    """Ray Data actor: loads the checkpoint once, scores every level's images of a batch."""
+
+    def __init__(self, checkpoint: str, levels: tuple[str, ...]) -> None:
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.model = load_model(Path(checkpoint), self.device)
+        self.levels = levels
+
+    @torch.no_grad()
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {key: batch[key] for key in ("label", "video_key", "method")}
+        for level in self.levels:
+            images = torch.from_numpy(batch[level]).to(self.device)
+            autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda")
+            with autocast:
+                logits = self.model(images).logits
+            out[f"score_{level}"] = SFFB.fake_probability(logits).cpu().numpy()
+        return out
+
+
+@dataclass(frozen=True)
+class TableRow:
+    method: str
+    level: str
+    report: DetectionReport
+
+    def as_dict(self) -> dict:
+        flat = {"method": self.method, "level": self.level}
+        for scope in ("frame", "video"):
+            metrics = asdict(getattr(self.report, scope))
+            flat.update({f"{scope}_{k}": v for k, v in metrics.items()})
+        return flat
+
+
+def score_test_split(
+    checkpoint: Path, shards: Path, levels: tuple[str, ...], methods: tuple[str, ...] = ()
+) -> dict[str, np.ndarray]:
+    """Scores of every test row at every level (columns ``score_<level>``)."""
+    ensure_ray()
+    image_size = load_state(checkpoint)["config"].model.image_size
+    data = DataConfig(shards=str(shards), methods=methods)
+    dataset = paired_dataset(data, "test", levels, image_size, augment=False)
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    scored = dataset.map_batches(
+        Scorer,
+        fn_constructor_args=(str(checkpoint), levels),
+        batch_size=64,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=0.5,
+    )
+    columns = ["label", "video_key", "method", *(f"score_{level}" for level in levels)]
+    rows = scored.select_columns(columns).to_pandas()
+    return {column: rows[column].to_numpy() for column in columns}
+
+
+def build_table(scores: dict[str, np.ndarray], levels: tuple[str, ...]) -> list[TableRow]:
+    """Per fake method (its fakes + every real) and for all methods, at each level."""
+    labels, methods = scores["label"].astype(int), scores["method"].astype(str)
+    fake_methods = sorted(set(methods[labels == 1]))
+    table = []
+    for method in [*fake_methods, ALL]:
+        keep = (labels == 0) | (methods == method) if method != ALL else np.ones_like(labels, bool)
+        for level in levels:
+            report = evaluate_detection(
+                labels[keep], scores[f"score_{level}"][keep], scores["video_key"][keep]
+            )
+            table.append(TableRow(method, level, report))
+    return table
+
+
+def to_markdown(table: list[TableRow]) -> str:
+    header = "| method | level | frame ACC | frame AUC | video ACC | video AUC | EER | AP |"
+    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    for row in table:
+        f, v = row.report.frame, row.report.video
+        lines.append(
+            f"| {row.method} | {row.level} | {100 * f.acc:.2f} | {100 * f.auc:.2f} | "
+            f"{100 * v.acc:.2f} | {100 * v.auc:.2f} | {100 * f.eer:.2f} | {100 * f.ap:.2f} |"
+        )
+    levels = list(dict.fromkeys(r.level for r in table))
+    methods = list(dict.fromkeys(r.method for r in table))
+    acc = {(r.method, r.level): r.report.frame.acc for r in table}
+    lines += ["", "Frame ACC % (paper Table 1 layout):", ""]
+    lines.append("| level | " + " | ".join(methods) + " |")
+    lines.append("|---|" + "---:|" * len(methods))
+    for level in levels:
+        lines.append(
+            f"| {level} | " + " | ".join(f"{100 * acc[m, level]:.2f}" for m in methods) + " |"
+        )
+    return "\n".join(lines)
+
+
+def to_csv(table: list[TableRow]) -> str:
+    rows = [row.as_dict() for row in table]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot_roc(scores: dict[str, np.ndarray], levels: tuple[str, ...], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    labels = scores["label"].astype(int)
+    for level in levels:
+        fpr, tpr = roc_curve(labels, scores[f"score_{level}"].astype(float))
+        axis.plot(fpr, tpr, label=f"{level} (all methods)")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC, frames")
+    axis.legend(loc="lower right")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def log_table(uri: str, run_id: str, table: list[TableRow], scores, levels) -> None:
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "test_table.md").write_text(to_markdown(table) + "\n")
+        (folder / "test_table.csv").write_text(to_csv(table))
+        plot_roc(scores, levels, folder / "test_roc.png")
+        for name in ("test_table.md", "test_table.csv", "test_roc.png"):
+            client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    for row in table:
+        if row.method == ALL:
+            for key, value in row.report.as_dict(f"test_{row.level}_").items():
+                client.log_metric(run_id, key, value)
+
+
+def evaluate(
+    checkpoint: Path,
+    shards: Path,
+    levels: tuple[str, ...],
+    methods: tuple[str, ...] = (),
+    run_id: str | None = None,
+    uri: str = "",
+) -> list[TableRow]:
+    """Score, tabulate, print and (when ``run_id`` is given) log to MLflow."""
+    scores = score_test_split(checkpoint, shards, levels, methods)
+    table = build_table(scores, levels)
+    print(to_markdown(table))
+    if run_id is not None:
+        log_table(tracking_uri(uri), run_id, table, scores, levels)
+    return table
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path, required=True, help="folder holding state.pt")
+    parser.add_argument("--shards", type=Path, help="prepared shards (default: embedded)")
+    parser.add_argument("--levels", nargs="+", default=["c23", "c40"])
+    parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
+    parser.add_argument("--experiment", default="sffb")
+    args = parser.parse_args(argv)
+    shards = args.shards or Path(embedded_prepare_config().output)
+    uri = tracking_uri()
+    name = f"evaluate-{Path(args.checkpoint).resolve().parent.name}"
+    params = {"checkpoint": str(args.checkpoint), "levels": ",".join(args.levels)}
+    run_id, _ = find_or_create_run(uri, args.experiment, name, params, {"sffb.mode": "evaluate"})
+    evaluate(args.checkpoint, shards, tuple(args.levels), tuple(args.methods), run_id, uri)
+    MlflowClient(uri).set_terminated(run_id, "FINISHED")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""MLflow tracking: one run per job, found again by name so a resumed job writes into it.
+
+Metrics are logged by a Ray Train ``UserCallback``, which runs in the Train controller (one
+process, whatever the number of workers) and sees rank 0's report. Each report carries the whole
+per-epoch history, and the callback logs only the epochs MLflow does not hold yet, so every
+epoch lands exactly once even when workers are killed and restarted from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import time
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.train import UserCallback
+
+from data_prep.defaults import workdir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tracking_uri(configured: str = "") -> str:
+    """Configured URI, else ``$MLFLOW_TRACKING_URI``, else SQLite under ``$SFFB_HOME``.
+
+    MLflow 3's file store is in maintenance mode, hence a database even for local runs.
+    """
+    if configured:
+        return configured
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    workdir().mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{workdir() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "none"
+
+
+def find_run(uri: str, experiment: str, run_name: str) -> str | None:
+    """The id of the run named ``run_name``, or None."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    quoted = run_name.replace("'", "\\'")
+    runs = client.search_runs(
+        [found.experiment_id], f"attributes.run_name = '{quoted}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def find_or_create_run(
+    uri: str,
+    experiment: str,
+    run_name: str,
+    params: dict[str, Any],
+    tags: dict[str, str],
+) -> tuple[str, bool]:
+    """The run named ``run_name`` in ``experiment`` (created with params and tags if new).
+
+    Returns ``(run_id, created)``.
+    """
+    client = MlflowClient(uri)
+    existing = find_run(uri, experiment, run_name)
+    if existing is not None:
+        client.update_run(existing, status="RUNNING")
+        return existing, False
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        artifacts = (workdir() / "mlartifacts" / experiment).as_uri()
+        experiment_id = client.create_experiment(experiment, artifact_location=artifacts)
+    else:
+        experiment_id = found.experiment_id
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
+    return run.info.run_id, True
+
+
+class EpochLogger(UserCallback):
+    """Logs each epoch of rank 0's ``history`` to the MLflow run ``run_id``, exactly once."""
+
+    def __init__(self, uri: str, run_id: str) -> None:
+        self.uri, self.run_id = uri, run_id
+        self._logged: set[int] | None = None
+
+    def _already_logged(self, client: MlflowClient) -> set[int]:
+        if self._logged is None:
+            self._logged = {int(m.step) for m in client.get_metric_history(self.run_id, "epoch")}
+        return self._logged
+
+    def after_report(self, run_context, metrics: list[dict[str, Any]], checkpoint) -> None:
+        client = MlflowClient(self.uri)
+        logged = self._already_logged(client)
+        now = int(time.time() * 1000)
+        for entry in metrics[0].get("history", []):
+            epoch = int(entry["epoch"])
+            if epoch in logged:
+                continue
+            batch = [
+                Metric(key, float(value), now, epoch)
+                for key, value in entry.items()
+                if isinstance(value, Number)
+            ]
+            client.log_batch(self.run_id, metrics=batch)
+            logged.add(epoch)
+
+
+def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:
+    MlflowClient(uri).log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])

@@ -1,0 +1,180 @@
+"""The per-worker training function of both jobs: teacher pretraining and student distillation.
+
+Each epoch: train on this worker's shard of the training split, score this worker's part of the
+validation split, gather every worker's scores so the metrics cover the whole split, checkpoint
+(rank 0) and report. Resumes from ``ray.train.get_checkpoint()`` after a failure or a relaunch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import defaultdict
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+
+from rayjobs.checkpoints import load_model, load_state, save_state
+from rayjobs.config import JobConfig
+from rayjobs.configtree import from_dict
+from sffb.losses import DistillationLoss
+from sffb.metrics import evaluate_detection
+from sffb.model import SFFB
+
+#: Metric that picks the best checkpoint (validation only, never test).
+SELECTION_METRIC = "val_frame_auc"
+
+
+def _autocast(device: torch.device, job: JobConfig):
+    if device.type == "cuda" and job.scaling.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _prepare_input(images: torch.Tensor, job: JobConfig) -> torch.Tensor:
+    if job.scaling.channels_last:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
+    names = sorted(sums)
+    totals = torch.tensor([sums[n] for n in names] + [steps], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    count = max(1.0, float(totals[-1]))
+    return {f"train_{n}": float(v) / count for n, v in zip(names, totals[:-1], strict=True)}
+
+
+@torch.no_grad()
+def score_split(model: torch.nn.Module, shard, level: str, batch_size: int, device, job) -> dict:
+    """This worker's (labels, fake probabilities, video keys) on its part of a split."""
+    model.eval()
+    labels, scores, keys = [], [], []
+    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        images = torch.from_numpy(batch[level]).to(device, non_blocking=True)
+        with _autocast(device, job):
+            logits = model(_prepare_input(images, job)).logits
+        scores.append(SFFB.fake_probability(logits).cpu().numpy())
+        labels.append(batch["label"])
+        keys.extend(batch["video_key"])
+    empty = np.zeros(0)
+    return {
+        "labels": np.concatenate(labels) if labels else empty.astype(np.int64),
+        "scores": np.concatenate(scores) if scores else empty,
+        "keys": [str(k) for k in keys],
+    }
+
+
+def gather_scores(local: dict) -> dict:
+    """Every worker's scores, concatenated: metrics over the whole split, not shard averages."""
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return {
+        "labels": np.concatenate([p["labels"] for p in parts]),
+        "scores": np.concatenate([p["scores"] for p in parts]),
+        "keys": [k for p in parts for k in p["keys"]],
+    }
+
+
+def train_worker(loop_config: dict) -> None:
+    """Ray Train entry: ``loop_config`` = job (dict), mode, levels, teacher checkpoint."""
+    job = from_dict(JobConfig, loop_config["job"])
+    distilling = loop_config["mode"] == "student"
+    input_level = job.data.student_level if distilling else job.data.teacher_level
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    torch.manual_seed(job.seed)
+
+    network = SFFB(job.model)
+    if job.scaling.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(network)
+    optimiser = torch.optim.Adam(
+        model.parameters(),
+        lr=job.optim.lr,
+        weight_decay=job.optim.weight_decay,
+        fused=job.optim.fused and device.type == "cuda",
+    )
+    start_epoch, history, best_auc = 0, [], -math.inf
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_state(Path(directory))
+        network.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        best_auc = state["best_auc"]
+
+    teacher = None
+    if distilling:
+        teacher = load_model(Path(loop_config["teacher_checkpoint"]), device).requires_grad_(False)
+        if job.scaling.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+        loss_fn = DistillationLoss(**vars(job.loss))
+    else:
+        loss_fn = DistillationLoss.hard_only()
+
+    per_worker = job.data.batch_size // world
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    for epoch in range(start_epoch, job.optim.epochs):
+        model.train()
+        sums: dict[str, float] = defaultdict(float)
+        steps = 0
+        for batch in train_shard.iter_torch_batches(
+            batch_size=per_worker,
+            prefetch_batches=job.data.prefetch_batches,
+            local_shuffle_buffer_size=job.data.shuffle_buffer or None,
+            drop_last=True,
+            device=device,
+            dtypes=None,
+        ):
+            labels = batch["label"]
+            with _autocast(device, job):
+                teacher_out = None
+                if teacher is not None:
+                    with torch.no_grad():
+                        teacher_out = teacher(_prepare_input(batch[job.data.teacher_level], job))
+                student_out = model(_prepare_input(batch[input_level], job))
+                terms = loss_fn(student_out, teacher_out, labels)
+            optimiser.zero_grad(set_to_none=True)
+            terms.total.backward()
+            optimiser.step()
+            for name, value in terms.as_floats().items():
+                sums[name] += value
+            steps += 1
+        metrics = _mean_across_workers(sums, steps, device)
+
+        local = score_split(network, val_shard, input_level, per_worker, device, job)
+        scores = gather_scores(local)
+        report = evaluate_detection(scores["labels"], scores["scores"], scores["keys"])
+        metrics.update(report.as_dict("val_"))
+        metrics["epoch"] = epoch
+        history = [*history, metrics]
+        best_auc = max(best_auc, metrics[SELECTION_METRIC])
+
+        with tempfile.TemporaryDirectory() as directory:
+            checkpoint = None
+            if rank == 0:
+                save_state(
+                    Path(directory),
+                    model=network.state_dict(),
+                    optimizer=optimiser.state_dict(),
+                    epoch=epoch,
+                    history=history,
+                    best_auc=best_auc,
+                    config=job,
+                )
+                checkpoint = ray.train.Checkpoint.from_directory(directory)
+            ray.train.report(
+                {**metrics, "history": history},
+                checkpoint=checkpoint,
+                checkpoint_dir_name=f"epoch_{epoch:04d}",
+            )
