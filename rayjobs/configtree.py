@@ -54,6 +54,11 @@ def _convert(value: Any, kind: Any, key: str) -> Any:
         )
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if kind in (int, str, bool) and type(value) is kind:
         return value
     if kind is Any:

@@ -100,8 +100,8 @@ def paired_dataset(
     check_levels(shards, split, levels)
     columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
     dataset = ray.data.read_parquet(
-        shard_files(shards, split), columns=columns, shuffle="files" if augment else None
-    )
+        shard_files(shards, split), shuffle="files" if augment else None
+    ).select_columns(columns)  # projected down to the Parquet reader
     if config.methods:
         dataset = dataset.filter(expr=_row_filter(config.methods))
     step = DecodePairs(levels, image_size, config.augment if augment else None, keys=not augment)

@@ -1,0 +1,81 @@
+"""Job configuration: presets, YAML, --set overrides, and clear errors for bad values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rayjobs.augment import augment_together
+from rayjobs.config import AugmentConfig, JobConfig, load_job_config
+from rayjobs.configtree import ConfigError, flatten, from_dict, parse_override, to_dict
+
+
+def test_presets():
+    paper = load_job_config("paper")
+    assert (paper.model.image_size, paper.data.batch_size, paper.optim.lr) == (256, 32, 2e-4)
+    assert (paper.loss.lambda1, paper.loss.lambda2, paper.loss.lambda3) == (2.0, 100.0, 1.0)
+    assert paper.model.backbone == "legacy_xception" and paper.scaling.use_gpu == "yes"
+    demo = load_job_config("cpu-demo")
+    assert demo.model.backbone == "legacy_xception"  # same architecture, smaller crops
+    assert demo.model.image_size == 96 and demo.scaling.cpus_per_worker < 1
+
+
+def test_yaml_then_overrides(tmp_path):
+    user = tmp_path / "job.yaml"
+    user.write_text(
+        "loss:\n  lambda2: 10\nmodel:\n  fusion: chunked\n  fusion_options:\n    grid: [3, 3]\n"
+    )
+    job = load_job_config(
+        "cpu-demo", user, ["loss.lambda2=50", "data.methods=[Deepfakes, FaceSwap]"]
+    )
+    assert job.loss.lambda2 == 50.0 and isinstance(job.loss.lambda2, float)
+    assert job.model.fusion == "chunked" and job.model.fusion_options.grid == (3, 3)
+    assert job.data.methods == ("Deepfakes", "FaceSwap")
+    assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
+
+
+def test_round_trip_and_flat_params():
+    job = load_job_config("paper")
+    assert from_dict(JobConfig, to_dict(job)) == job
+    flat = flatten(to_dict(job))
+    assert flat["loss.lambda2"] == 100.0 and flat["model.fusion_options.grid"] == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("loss.lambda9=1", "unknown option loss.lambda9"),
+        ("optim.epochs=many", "optim.epochs: expected int"),
+        ("model.fusion_options.grid=[1, 2, 3]", "model.fusion_options.grid: expected 2 values"),
+        ("loss.knowledge=attention", "loss.knowledge: unknown 'attention'"),
+        ("data.batch_size=7", "does not split over 2 workers"),
+        ("nonsense", "expected key.path=value"),
+    ],
+)
+def test_bad_values_name_their_key(override, message):
+    with pytest.raises((ConfigError, ValueError), match=message):
+        load_job_config("cpu-demo", overrides=[override])
+
+
+def test_unknown_preset():
+    with pytest.raises(ValueError, match=r"unknown preset 'fast'.*cpu-demo, paper"):
+        load_job_config("fast")
+
+
+def test_pair_gets_one_augmentation():
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    compressed = np.clip(raw.astype(int) + rng.integers(-3, 4, raw.shape), 0, 255).astype(np.uint8)
+    a, b = augment_together([raw, compressed], AugmentConfig(), np.random.default_rng(1))
+    # Same draw: the augmented pair stays as close as the input pair was.
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
+    same_a, same_b = augment_together([raw, raw], AugmentConfig(), np.random.default_rng(2))
+    assert np.array_equal(same_a, same_b)
+    flipped = augment_together(
+        [raw], AugmentConfig(flip=1, grayscale=0, brightness=0, contrast=0, saturation=0), rng
+    )[0]
+    assert np.array_equal(flipped, raw[:, :, ::-1])
+    gray = augment_together(
+        [raw], AugmentConfig(flip=0, grayscale=1, brightness=0, contrast=0, saturation=0), rng
+    )[0]
+    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])

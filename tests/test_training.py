@@ -1,0 +1,214 @@
+"""Teacher pretraining, distillation and evaluation on a real local Ray, tracked in real MLflow.
+
+Tiny backbone (timm's test_resnet) and 64x64 crops: the jobs, not the backbone, are under test.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from rayjobs.checkpoints import load_model, load_state
+from rayjobs.config import load_job_config
+from rayjobs.evaluate import evaluate
+from rayjobs.launch import run_training
+
+EXPERIMENT = "sffb-tests"
+
+
+def tiny_job(shards: Path, home: Path, epochs: int = 2, **tracking):
+    job = load_job_config(
+        "cpu-demo",
+        overrides=[
+            "model.backbone=test_resnet",
+            "model.image_size=64",
+            "data.methods=[]",
+            "data.batch_size=8",
+            "optim.lr=1e-3",
+            f"optim.epochs={epochs}",
+            "scaling.num_workers=2",
+        ],
+    )
+    settings = dict(
+        experiment=EXPERIMENT,
+        storage_path=str(home / "runs"),
+        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+    )
+    settings.update(tracking)
+    return replace(
+        job, data=replace(job.data, shards=str(shards)), tracking=replace(job.tracking, **settings)
+    )
+
+
+def runs_by_name(job) -> dict:
+    client = MlflowClient(job.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    return {r.info.run_name: r for r in client.search_runs([experiment.experiment_id])}
+
+
+def epochs_logged(job, run_id: str, metric: str = "val_frame_auc") -> list[int]:
+    history = MlflowClient(job.tracking.tracking_uri).get_metric_history(run_id, metric)
+    return sorted(int(m.step) for m in history)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="module")
+def teacher(prepared, home, ray_session):
+    shards, _ = prepared
+    job = tiny_job(shards, home, epochs=3, run_name="teacher")
+    return job, run_training(job, "teacher")
+
+
+def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
+    job, outcome = teacher
+    run = runs_by_name(job)["teacher"]
+    assert run.info.status == "FINISHED" and run.info.run_id == outcome.mlflow_run_id
+    assert run.data.params["loss.lambda2"] == "100.0" and run.data.params["mode"] == "teacher"
+    assert run.data.tags["sffb.git_commit"] and len(run.data.tags["sffb.manifest_sha256"]) == 64
+    assert epochs_logged(job, run.info.run_id) == [0, 1, 2]
+    artifacts = {
+        a.path for a in MlflowClient(job.tracking.tracking_uri).list_artifacts(run.info.run_id)
+    }
+    assert {"config.yaml", "best_checkpoint"} <= artifacts
+
+    state = load_state(outcome.best_checkpoint)
+    assert [h["epoch"] for h in state["history"]] == list(range(state["epoch"] + 1))
+    # The best checkpoint is the one with the best validation AUC, never chosen by test.
+    best_epoch = max(state["history"], key=lambda h: h["val_frame_auc"])["epoch"]
+    assert state["epoch"] == best_epoch
+    model = load_model(outcome.best_checkpoint)
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 64, 64)).logits.shape == (2, 2)
+    # Validation covered the whole split (scores gathered from both workers): 10 videos x 8.
+    assert state["history"][-1]["val_frame_count"] == 80
+    assert state["history"][-1]["val_video_count"] == 10
+
+
+def test_training_loss_goes_down(teacher):
+    job, outcome = teacher
+    history = MlflowClient(job.tracking.tracking_uri).get_metric_history(
+        outcome.mlflow_run_id, "train_hard"
+    )
+    losses = [m.value for m in sorted(history, key=lambda m: m.step)]
+    assert losses[-1] < losses[0]
+
+
+def test_distillation_and_evaluation(teacher, prepared, home):
+    _, teacher_outcome = teacher
+    shards, _ = prepared
+    job = tiny_job(shards, home, epochs=2, run_name="student")
+    links = {"sffb.teacher_run_id": teacher_outcome.mlflow_run_id}
+    outcome = run_training(job, "student", teacher_outcome.best_checkpoint, extra_tags=links)
+    table = evaluate(
+        outcome.best_checkpoint, shards, ("c23", "c40"), run_id=outcome.mlflow_run_id,
+        uri=job.tracking.tracking_uri,
+    )  # fmt: skip
+    methods = {row.method for row in table}
+    assert methods == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
+    # Test split: reals 004, 005 and two fakes per method, 8 frames each.
+    assert all(row.report.frame.count == (32 if row.method != "all" else 80) for row in table)
+
+    run = runs_by_name(job)["student"]
+    assert run.data.tags["sffb.teacher_run_id"] == teacher_outcome.mlflow_run_id
+    assert run.data.params["data.student_level"] == "c23"
+    assert epochs_logged(job, run.info.run_id, "train_soft") == [0, 1]
+    assert "test_c40_frame_auc" in run.data.metrics or "test_c40_frame_auc" in (
+        MlflowClient(job.tracking.tracking_uri).get_run(run.info.run_id).data.metrics
+    )
+    evaluation = MlflowClient(job.tracking.tracking_uri).list_artifacts(
+        run.info.run_id, "evaluation"
+    )
+    assert {Path(a.path).name for a in evaluation} == {
+        "test_table.md",
+        "test_table.csv",
+        "test_roc.png",
+    }
+    assert len([n for n in runs_by_name(job) if n == "student"]) == 1
+
+
+def test_relaunch_with_the_same_name_resumes(prepared, home, ray_session):
+    shards, _ = prepared
+    first = run_training(tiny_job(shards, home, epochs=1, run_name="resumed"), "teacher")
+    epoch0 = load_state(first.best_checkpoint)["history"][0]
+    job = tiny_job(shards, home, epochs=2, run_name="resumed")
+    second = run_training(job, "teacher")
+    history = load_state(Path(job.tracking.storage_path) / "resumed" / "epoch_0001")["history"]
+    assert [h["epoch"] for h in history] == [0, 1]
+    assert history[0] == epoch0  # epoch 0 was loaded, not trained again
+    assert second.mlflow_run_id == first.mlflow_run_id
+    assert epochs_logged(job, second.mlflow_run_id) == [0, 1]
+
+
+def _train_workers() -> list[psutil.Process]:
+    return [
+        p for p in psutil.process_iter(["name", "cmdline"])
+        if "RayTrainWorker" in (p.info["name"] or "") + " ".join(p.info["cmdline"] or [])
+    ]  # fmt: skip
+
+
+def test_killed_worker_is_restarted_from_the_last_checkpoint(prepared, home, ray_session):
+    shards, _ = prepared
+    job = tiny_job(shards, home, epochs=3, run_name="killed")
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run_training(job, "teacher")))
+    thread.start()
+    first_checkpoint = Path(job.tracking.storage_path) / "killed" / "epoch_0000"
+    deadline = time.monotonic() + 300
+    while not first_checkpoint.is_dir() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    workers = _train_workers()
+    assert workers, "no training worker process found"
+    os.kill(workers[0].pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    result = outcome["result"]
+    state = load_state(Path(job.tracking.storage_path) / "killed" / "epoch_0002")
+    assert [h["epoch"] for h in state["history"]] == [0, 1, 2]
+    assert epochs_logged(job, result.mlflow_run_id) == [0, 1, 2]  # each epoch exactly once
+    assert runs_by_name(job)["killed"].info.status == "FINISHED"
+
+
+@pytest.mark.parametrize(
+    ("override", "mode", "message"),
+    [
+        ("model.backbone=vgg99", "teacher", "model.backbone: unknown 'vgg99'"),
+        ("data.student_level=c10", "student", "level 'c10' is not in the shards"),
+        (None, "student", "teacher checkpoint (state.pt) not found"),
+    ],
+)
+def test_bad_configuration_fails_before_any_worker(prepared, tmp_path, override, mode, message):
+    shards, _ = prepared
+    job = tiny_job(shards, tmp_path)
+    if override:
+        job = load_job_config("cpu-demo", overrides=[override]) if "backbone" in override else job
+        if "student_level" in override:
+            job = replace(job, data=replace(job.data, student_level="c10"))
+        job = replace(
+            job,
+            data=replace(job.data, shards=str(shards)),
+            tracking=tiny_job(shards, tmp_path).tracking,
+        )
+    teacher = tmp_path / "no_teacher" if mode == "student" else None
+    with pytest.raises((ValueError, FileNotFoundError)) as error:
+        run_training(job, mode, teacher)
+    assert message in str(error.value)
+    assert not (tmp_path / "runs").exists()  # nothing started
+
+
+def test_empty_shard_folder_is_refused(tmp_path, ray_session):
+    (tmp_path / "shards" / "train").mkdir(parents=True)
+    job = tiny_job(tmp_path / "shards", tmp_path)
+    with pytest.raises(ValueError, match=r"shards/train: no shards"):
+        run_training(job, "teacher")
