@@ -65,7 +65,7 @@ class TrainOutcome:
 def ensure_ray() -> None:
     """Join ``RAY_ADDRESS`` or the cluster a submitted job runs in, else start a local one."""
     if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+        ray.init()  # worker and controller output reach the console: per-epoch progress
 
 
 def resolve_data(job: JobConfig) -> JobConfig:
