@@ -80,7 +80,7 @@ def compress_dataset(config: CompressConfig, progress: bool = True) -> list[str]
         if missing:
             jobs.append((record, missing))
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS"))
     refs = [_compress_task.remote(record.paths["raw"], targets) for record, targets in jobs]
     errors = [f"{s.path}: {s.reason}" for s in found.skipped]
     with tqdm(total=len(refs), unit="video", desc="compress", disable=not progress) as bar:

@@ -193,7 +193,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
 
     if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), log_to_driver=False)
+        ray.init(address=os.environ.get("RAY_ADDRESS"))
     window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     schema = row_schema(config.levels)
     target_bytes = int(config.shard_target_mb * 1024 * 1024)

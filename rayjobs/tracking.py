@@ -92,12 +92,6 @@ def find_or_create_run(
     return run.info.run_id, True
 
 
-def _summary(entry: dict[str, Any]) -> str:
-    shown = ("train_total", "train_hard", "val_frame_acc", "val_frame_auc", "val_video_auc")
-    values = "  ".join(f"{k}={entry[k]:.4f}" for k in shown if k in entry)
-    return f"epoch {int(entry['epoch'])}: {values}"
-
-
 class EpochLogger(UserCallback):
     """Logs each epoch of rank 0's ``history`` to the MLflow run ``run_id``, exactly once."""
 
@@ -125,7 +119,6 @@ class EpochLogger(UserCallback):
             ]
             client.log_batch(self.run_id, metrics=batch)
             logged.add(epoch)
-            print(_summary(entry), flush=True)  # the job's progress, one line per epoch
 
 
 def set_tags(uri: str, run_id: str, tags: dict[str, str]) -> None:

@@ -82,6 +82,12 @@ def gather_scores(local: dict) -> dict:
     }
 
 
+def epoch_summary(metrics: dict[str, Any], epochs: int) -> str:
+    shown = ("train_total", "train_hard", "val_frame_acc", "val_frame_auc", "val_video_auc")
+    values = "  ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
+    return f"epoch {metrics['epoch'] + 1}/{epochs}: {values}"
+
+
 def train_worker(loop_config: dict) -> None:
     """Ray Train entry: ``loop_config`` = job (dict), mode, levels, teacher checkpoint."""
     job = from_dict(JobConfig, loop_config["job"])
@@ -159,6 +165,8 @@ def train_worker(loop_config: dict) -> None:
         metrics["epoch"] = epoch
         history = [*history, metrics]
         best_auc = max(best_auc, metrics[SELECTION_METRIC])
+        if rank == 0:
+            print(epoch_summary(metrics, job.optim.epochs), flush=True)  # progress on the console
 
         with tempfile.TemporaryDirectory() as directory:
             checkpoint = None

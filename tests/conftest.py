@@ -14,12 +14,13 @@ from tests.helpers import TEST_SYNTHETIC, small_prepare_config
 def ray_session():
     """A real local Ray cluster shared by the whole session (starting one costs seconds).
 
-    Four logical CPUs on a two-core machine, so tasks and actors never wait on each other.
+    Four logical CPUs on a two-core machine, so tasks and actors never wait on each other; the
+    dashboard is on, for the ``ray job submit`` test.
     """
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False)
     yield ray
     ray.shutdown()
 

@@ -5,8 +5,11 @@ Tiny backbone (timm's test_resnet) and 64x64 crops: the jobs, not the backbone, 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -23,6 +26,7 @@ from rayjobs.evaluate import evaluate
 from rayjobs.launch import run_training
 
 EXPERIMENT = "sffb-tests"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def tiny_job(shards: Path, home: Path, epochs: int = 2, **tracking):
@@ -212,3 +216,25 @@ def test_empty_shard_folder_is_refused(tmp_path, ray_session):
     job = tiny_job(tmp_path / "shards", tmp_path)
     with pytest.raises(ValueError, match=r"shards/train: no shards"):
         run_training(job, "teacher")
+
+
+def test_ray_job_submit(prepared, tmp_path, ray_session):
+    """`ray job submit` against the running cluster, with Ray's token authentication."""
+    shards, _ = prepared
+    address = ray_session.get_runtime_context().dashboard_url or ""
+    assert address, "the test cluster runs without a dashboard"
+    env = dict(os.environ, RAY_AUTH_MODE="token")
+    runtime_env = json.dumps({"env_vars": {"SFFB_HOME": str(tmp_path / "home")}})
+    ray_cli = str(Path(sys.executable).with_name("ray"))
+    command = [
+        ray_cli, "job", "submit", "--address", f"http://{address}", "--working-dir", str(ROOT),
+        "--runtime-env-json", runtime_env, "--",
+        "python", "rayjobs/pretrain_teacher.py", "--set", f"data.shards={shards}",
+        "--set", "model.backbone=test_resnet", "--set", "model.image_size=64",
+        "--set", "data.methods=[]", "--set", "optim.epochs=1",
+        "--set", "tracking.run_name=submitted",
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "best checkpoint:" in result.stdout
+    assert (tmp_path / "home" / "runs" / "submitted" / "best" / "state.pt").is_file()
