@@ -20,9 +20,19 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False)
+        context = ray.init(num_cpus=4, include_dashboard=True, log_to_driver=False)
+        _dashboard["url"] = context.dashboard_url
     yield ray
     ray.shutdown()
+
+
+_dashboard: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def dashboard_url(ray_session) -> str:
+    """The session cluster's dashboard, where the job CLI submits."""
+    return f"http://{_dashboard['url']}"
 
 
 @pytest.fixture(scope="session")

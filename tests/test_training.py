@@ -218,18 +218,16 @@ def test_empty_shard_folder_is_refused(tmp_path, ray_session):
         run_training(job, "teacher")
 
 
-def test_ray_job_submit(prepared, tmp_path, ray_session):
+def test_ray_job_submit(prepared, tmp_path, dashboard_url):
     """`ray job submit` against the running cluster, with Ray's token authentication."""
     shards, _ = prepared
-    address = ray_session.get_runtime_context().dashboard_url or ""
-    assert address, "the test cluster runs without a dashboard"
     env = dict(os.environ, RAY_AUTH_MODE="token")
     runtime_env = json.dumps({"env_vars": {"SFFB_HOME": str(tmp_path / "home")}})
     ray_cli = str(Path(sys.executable).with_name("ray"))
     command = [
-        ray_cli, "job", "submit", "--address", f"http://{address}", "--working-dir", str(ROOT),
+        ray_cli, "job", "submit", "--address", dashboard_url, "--working-dir", str(ROOT),
         "--runtime-env-json", runtime_env, "--",
-        "python", "rayjobs/pretrain_teacher.py", "--set", f"data.shards={shards}",
+        sys.executable, "rayjobs/pretrain_teacher.py", "--set", f"data.shards={shards}",
         "--set", "model.backbone=test_resnet", "--set", "model.image_size=64",
         "--set", "data.methods=[]", "--set", "optim.epochs=1",
         "--set", "tracking.run_name=submitted",
