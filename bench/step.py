@@ -37,9 +37,11 @@ from sffb.model import SFFB, SFFBConfig
 
 #: Tolerances against the fp32 eager baseline. fp32 variants reorder float sums only; bf16
 #: keeps 8 mantissa bits, so it is held to agreement in direction, not in digits.
+#: Adam's first update is g / (|g| + eps): it amplifies tiny gradient differences, so the update
+#: is compared only where the gradients are the same computation (the fused-Adam variant).
 FP32_LOSS_RTOL = 1e-4
-FP32_GRAD_RTOL = 1e-3  # max |g - g0| / max |g0| over all student parameters
-FP32_UPDATE_RTOL = 1e-2  # ||dw - dw0|| / ||dw0|| of the Adam update (fused vs. foreach kernels)
+FP32_GRAD_RTOL = 1e-2  # max |g - g0| / max |g0|: compiled kernels fuse and reorder reductions
+FP32_UPDATE_RTOL = 1e-4  # ||dw - dw0|| / ||dw0|| of the Adam update, fused vs. foreach kernels
 BF16_LOSS_RTOL = 5e-2
 BF16_GRAD_COSINE = 0.95  # cosine similarity of the flattened gradient
 
@@ -185,11 +187,9 @@ def check_variant(
     if variant.bf16:
         ok = loss_error <= BF16_LOSS_RTOL and cosine.item() >= BF16_GRAD_COSINE
     else:
-        ok = (
-            loss_error <= FP32_LOSS_RTOL
-            and grad_error <= FP32_GRAD_RTOL
-            and update_error.item() <= FP32_UPDATE_RTOL
-        )
+        ok = loss_error <= FP32_LOSS_RTOL and grad_error <= FP32_GRAD_RTOL
+    if variant == Variant(fused_adam=True):
+        ok = ok and update_error.item() <= FP32_UPDATE_RTOL
     return {
         "variant": name,
         "loss_rel_err": loss_error,
