@@ -42,8 +42,12 @@ from sffb.model import SFFB, SFFBConfig
 FP32_LOSS_RTOL = 1e-4
 FP32_GRAD_RTOL = 1e-2  # max |g - g0| / max |g0|: compiled kernels fuse and reorder reductions
 FP32_UPDATE_RTOL = 1e-4  # ||dw - dw0|| / ||dw0|| of the Adam update, fused vs. foreach kernels
+#: bf16 gradients of a randomly initialised deep network drift from fp32 ones (plain timm
+#: Xception: cosine ~0.84 at 64x64 on CPU). The independent reference is therefore the
+#: yardstick itself: SFFB in bf16 must agree with its fp32 self at least as well as plain
+#: Xception does, within this margin.
 BF16_LOSS_RTOL = 5e-2
-BF16_GRAD_COSINE = 0.95  # cosine similarity of the flattened gradient
+BF16_COSINE_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,7 @@ def flops_of(step: Callable, inputs) -> int:
 
 
 def _flat(tensors) -> torch.Tensor:
-    return torch.cat([t.detach().float().flatten().cpu() for t in tensors])
+    return torch.cat([t.detach().double().flatten().cpu() for t in tensors])  # exact cosines
 
 
 @dataclass(frozen=True)
@@ -175,17 +179,37 @@ class StepRecord:
         return cls(loss, gradient, _flat(step.student.parameters()) - before)
 
 
+def xception_bf16_cosine(device: torch.device, inputs) -> float:
+    """Gradient cosine of plain Xception, bf16 autocast vs fp32, from the same weights."""
+    torch.manual_seed(0)
+    fp32 = XceptionStep(device, Variant())
+    bf16 = XceptionStep(device, Variant(bf16=True))
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    grads = []
+    for step in (fp32, bf16):
+        step(*inputs)
+        grads.append(_flat(p.grad for p in step.model.parameters()))
+    return torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0).item()
+
+
 def check_variant(
-    name: str, variant: Variant, reference: StepRecord, candidate: StepRecord
+    name: str,
+    variant: Variant,
+    reference: StepRecord,
+    candidate: StepRecord,
+    bf16_floor: float,
 ) -> dict:
-    """``candidate``'s loss, gradient and Adam update against the fp32 baseline's."""
+    """``candidate``'s loss, gradient and Adam update against the fp32 baseline's.
+
+    bf16 variants must keep the gradient cosine above ``bf16_floor`` (see BF16_COSINE_MARGIN).
+    """
     loss_error = abs(candidate.loss - reference.loss) / max(abs(reference.loss), 1e-12)
     grad_scale = max(reference.gradient.abs().max().item(), 1e-12)
     grad_error = (candidate.gradient - reference.gradient).abs().max().item() / grad_scale
     cosine = torch.nn.functional.cosine_similarity(candidate.gradient, reference.gradient, dim=0)
     update_error = (candidate.update - reference.update).norm() / reference.update.norm()
     if variant.bf16:
-        ok = loss_error <= BF16_LOSS_RTOL and cosine.item() >= BF16_GRAD_COSINE
+        ok = loss_error <= BF16_LOSS_RTOL and cosine.item() >= bf16_floor
     else:
         ok = loss_error <= FP32_LOSS_RTOL and grad_error <= FP32_GRAD_RTOL
     if variant == Variant(fused_adam=True):
@@ -239,6 +263,9 @@ def report(result: dict) -> str:
         f"{x['flops'] / 1e9:.2f} G (yardstick run with the {best} settings); DCT share of the "
         f"{best} step {100 * result['dct_share']:.1f} %"
     )
+    lines.append(
+        f"plain Xception bf16-vs-fp32 gradient cosine {result['xception_bf16_grad_cosine']:.4f}"
+    )
     for check in result["checks"]:
         verdict = "ok" if check["ok"] else "MISMATCH"
         lines.append(
@@ -268,12 +295,14 @@ def main() -> None:
 
     kd_flops = flops_of(KDStep(teacher, student, Variant(), device), inputs)
     reference = StepRecord.of(KDStep(teacher, student, Variant(), device), inputs)
+    xception_cosine = xception_bf16_cosine(device, inputs)
+    bf16_floor = xception_cosine - BF16_COSINE_MARGIN
     rows, checks = {}, []
     for name in ["fp32", *(v for v in args.variants if v != "fp32")]:
         variant = VARIANTS[name]
         if name != "fp32":
             candidate = StepRecord.of(KDStep(teacher, student, variant, device), inputs)
-            checks.append(check_variant(name, variant, reference, candidate))
+            checks.append(check_variant(name, variant, reference, candidate, bf16_floor))
         step = KDStep(teacher, student, variant, device)
         reset_peak(device)
         seconds = seconds_per_step(step, inputs, args.warmup, args.iters, device)
@@ -318,6 +347,7 @@ def main() -> None:
         },
         "rows": rows,
         "checks": checks,
+        "xception_bf16_grad_cosine": xception_cosine,
     }
     print(report(result))
     if args.json:
