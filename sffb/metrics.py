@@ -39,6 +39,14 @@ class DetectionReport:
         }
 
 
+def _validated(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores as flat int64 / float64 arrays, or a clear error."""
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    _check(labels, scores)
+    return labels, scores
+
+
 def _check(labels: np.ndarray, scores: np.ndarray) -> None:
     if labels.size == 0:
         raise ValueError("cannot score an empty set of samples")
@@ -96,9 +104,7 @@ def detection_metrics(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> DetectionMetrics:
     """ACC at ``threshold``, AUC, EER and AP of one set of scored samples."""
-    labels = np.asarray(labels, dtype=np.int64).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    _check(labels, scores)
+    labels, scores = _validated(labels, scores)
     return DetectionMetrics(
         acc=float(np.mean((scores > threshold) == labels)),
         auc=auc_score(labels, scores),
@@ -132,9 +138,7 @@ def evaluate_detection(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> DetectionReport:
     """Frame-level and video-level metrics of fake-probability ``scores``."""
-    labels = np.asarray(labels, dtype=np.int64).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    _check(labels, scores)
+    labels, scores = _validated(labels, scores)
     video_labels, video_means = video_scores(labels, scores, video_keys)
     return DetectionReport(
         frame=detection_metrics(labels, scores, threshold),

@@ -29,7 +29,7 @@ EXPERIMENT = "sffb-tests"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tiny_job(shards: Path, home: Path, epochs: int = 2, **tracking):
+def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking):
     job = load_job_config(
         "cpu-demo",
         overrides=[
@@ -40,6 +40,7 @@ def tiny_job(shards: Path, home: Path, epochs: int = 2, **tracking):
             "optim.lr=1e-3",
             f"optim.epochs={epochs}",
             "scaling.num_workers=2",
+            *overrides,
         ],
     )
     settings = dict(
@@ -189,21 +190,12 @@ def test_killed_worker_is_restarted_from_the_last_checkpoint(prepared, home, ray
     [
         ("model.backbone=vgg99", "teacher", "model.backbone: unknown 'vgg99'"),
         ("data.student_level=c10", "student", "level 'c10' is not in the shards"),
-        (None, "student", "teacher checkpoint (state.pt) not found"),
+        ("data.student_level=c40", "student", "teacher checkpoint (state.pt) not found"),
     ],
 )
 def test_bad_configuration_fails_before_any_worker(prepared, tmp_path, override, mode, message):
     shards, _ = prepared
-    job = tiny_job(shards, tmp_path)
-    if override:
-        job = load_job_config("cpu-demo", overrides=[override]) if "backbone" in override else job
-        if "student_level" in override:
-            job = replace(job, data=replace(job.data, student_level="c10"))
-        job = replace(
-            job,
-            data=replace(job.data, shards=str(shards)),
-            tracking=tiny_job(shards, tmp_path).tracking,
-        )
+    job = tiny_job(shards, tmp_path, overrides=[override])
     teacher = tmp_path / "no_teacher" if mode == "student" else None
     with pytest.raises((ValueError, FileNotFoundError)) as error:
         run_training(job, mode, teacher)

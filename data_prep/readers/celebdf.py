@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.readers.common import level_path, list_videos, require_root
+from data_prep.readers.common import level_path, list_videos, refuse_split_files, require_root
 from data_prep.readers.splits import split_identities
 from data_prep.records import FAKE, REAL, ReadResult, Skip, VideoRecord, canonical_level
 
@@ -47,8 +47,7 @@ def read_celebdf(
     splits_dir: Path | None = None,
 ) -> ReadResult:
     root = Path(root)
-    if splits_dir is not None:
-        raise ValueError(f"{splits_dir}: split files are read for FF++ only")
+    refuse_split_files(splits_dir)
     require_root(root, "Celeb-DF")
     skipped: list[Skip] = []
     test_list = root / TEST_LIST

@@ -31,3 +31,9 @@ def level_path(root: Path, relative: Path, level: str) -> Path:
 def require_root(root: Path, what: str) -> None:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: {what} dataset root not found (or not a directory)")
+
+
+def refuse_split_files(splits_dir: Path | None) -> None:
+    """Only FF++ ships split files; elsewhere a given folder would be silently ignored."""
+    if splits_dir is not None:
+        raise ValueError(f"{splits_dir}: split files are read for FF++ only")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep.readers.common import level_path, list_videos, require_root
+from data_prep.readers.common import level_path, list_videos, refuse_split_files, require_root
 from data_prep.readers.splits import split_identities
 from data_prep.records import FAKE, REAL, ReadResult, Skip, VideoRecord, canonical_level
 
@@ -25,8 +25,7 @@ def read_folder(
     splits_dir: Path | None = None,
 ) -> ReadResult:
     root = Path(root)
-    if splits_dir is not None:
-        raise ValueError(f"{splits_dir}: split files are read for FF++ only")
+    refuse_split_files(splits_dir)
     require_root(root, "real/ + fake/ folder")
     skipped: list[Skip] = []
     videos = [
