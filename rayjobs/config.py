@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
+from sffb.backbone import available_backbones
+from sffb.fusion import FUSIONS
 from sffb.losses import KNOWLEDGE_TYPES
 from sffb.model import SFFBConfig
 
@@ -88,6 +90,14 @@ class JobConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if self.model.backbone not in available_backbones():
+            raise ValueError(
+                f"model.backbone: unknown {self.model.backbone!r}; one of {available_backbones()}"
+            )
+        if self.model.fusion not in FUSIONS:
+            raise ValueError(
+                f"model.fusion: unknown {self.model.fusion!r}; one of {sorted(FUSIONS)}"
+            )
         if self.loss.knowledge not in KNOWLEDGE_TYPES:
             raise ValueError(
                 f"loss.knowledge: unknown {self.loss.knowledge!r}; one of {KNOWLEDGE_TYPES}"

@@ -195,10 +195,9 @@ def test_killed_worker_is_restarted_from_the_last_checkpoint(prepared, home, ray
 )
 def test_bad_configuration_fails_before_any_worker(prepared, tmp_path, override, mode, message):
     shards, _ = prepared
-    job = tiny_job(shards, tmp_path, overrides=[override])
     teacher = tmp_path / "no_teacher" if mode == "student" else None
     with pytest.raises((ValueError, FileNotFoundError)) as error:
-        run_training(job, mode, teacher)
+        run_training(tiny_job(shards, tmp_path, overrides=[override]), mode, teacher)
     assert message in str(error.value)
     assert not (tmp_path / "runs").exists()  # nothing started
 

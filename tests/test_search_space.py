@@ -1,0 +1,82 @@
+"""Search spaces as data: the grammar, its validation, and what Tune generates from it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from ray.tune.search.variant_generator import generate_variants
+
+from rayjobs.configtree import ConfigError
+from rayjobs.search_space import load_space
+
+SPACES = Path(__file__).resolve().parents[1] / "tune_spaces"
+
+
+def variants(space) -> list[dict]:
+    return [resolved for _, resolved in generate_variants(space.param_space())]
+
+
+@pytest.mark.parametrize("name", ["default", "fusion_ablation", "knowledge_ablation", "backbones"])
+def test_shipped_spaces_load_and_document_themselves(name):
+    path = SPACES / f"{name}.yaml"
+    assert path.read_text().startswith("#")  # documented at its top
+    space = load_space(path)
+    for point in variants(space)[:3]:
+        space.job(point)  # every generated trial is a valid job
+
+
+def test_grid_space_yields_exactly_its_grid():
+    space = load_space(SPACES / "fusion_ablation.yaml")
+    generated = [point["model.fusion"] for point in variants(space)]
+    assert sorted(generated) == sorted(["sk", "sum", "concat", "chunked"])
+    assert space.grid_points() == [{"model.fusion": f} for f in ["sk", "sum", "concat", "chunked"]]
+
+
+def test_sampled_values_respect_their_distributions():
+    space = load_space(SPACES / "default.yaml")
+    for _ in range(5):
+        for point in variants(space):
+            assert 0.5 <= point["loss.lambda1"] <= 4.0
+            assert 1.0 <= point["loss.lambda2"] <= 1000.0
+            assert point["model.fusion"] in {"sk", "sum", "concat", "chunked"}
+            assert point["optim.epochs"] == 2
+            job = space.job(point)
+            assert job.loss.lambda2 == point["loss.lambda2"] and job.optim.epochs == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "search:\n  loss.lambda9: {uniform: [0, 1]}\n",
+            "search.loss.lambda9: unknown option loss.lambda9",
+        ),
+        (
+            "search:\n  loss.lambda2: {loguniform: [0, 10]}\n",
+            "search.loss.lambda2: loguniform needs",
+        ),
+        (
+            "search:\n  model.fusion: {choice: [sk, attention]}\n",
+            "search.model.fusion: model.fusion: unknown 'attention'",
+        ),
+        (
+            "search:\n  optim.epochs: {normal: [1, 2]}\n",
+            "search.optim.epochs: expected one of uniform",
+        ),
+        (
+            "search:\n  optim.epochs: {grid: []}\n",
+            "search.optim.epochs: grid needs a non-empty list",
+        ),
+        ("fixed:\n  optim.epochs: many\n", "fixed.optim.epochs: optim.epochs: expected int"),
+        ("tune:\n  num_sample: 3\n", "unknown option tune.num_sample"),
+        ("preset: fast\n", "preset: unknown 'fast'"),
+        ("sweep: {}\n", "unknown section 'sweep'"),
+    ],
+)
+def test_bad_space_files_name_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_space(path)
+    assert str(path) in str(error.value) and message in str(error.value)
