@@ -6,7 +6,6 @@ Existing copies are kept; each new one is written atomically, so an interrupted 
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 import ray
 from tqdm import tqdm
 
+from data_prep.cluster import ensure_ray
 from data_prep.readers import read_dataset
 from data_prep.readers.common import level_path
 from data_prep.records import VideoRecord
@@ -79,8 +79,7 @@ def compress_dataset(config: CompressConfig, progress: bool = True) -> list[str]
         missing = [(t, e) for t, e in targets if not t.is_file()]
         if missing:
             jobs.append((record, missing))
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"))
+    ensure_ray()
     refs = [_compress_task.remote(record.paths["raw"], targets) for record, targets in jobs]
     errors = [f"{s.path}: {s.reason}" for s in found.skipped]
     with tqdm(total=len(refs), unit="video", desc="compress", disable=not progress) as bar:

@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
+from data_prep.cluster import ensure_ray
 from data_prep.extract import ExtractOptions, extract_rows
 from data_prep.faces import build_detector
 from data_prep.readers import read_dataset
@@ -192,8 +193,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
             done_keys.update(pq.read_table(path, columns=["video_key"])["video_key"].to_pylist())
     todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"))
+    ensure_ray()
     window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     schema = row_schema(config.levels)
     target_bytes = int(config.shard_target_mb * 1024 * 1024)

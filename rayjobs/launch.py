@@ -22,6 +22,7 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig
 from ray.train import ScalingConfig as RayScaling
 from ray.train.torch import TorchTrainer
 
+from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from rayjobs.checkpoints import STATE_FILE
 from rayjobs.config import JobConfig
@@ -58,12 +59,6 @@ class TrainOutcome:
     mlflow_run_id: str
     best_checkpoint: Path  # folder holding state.pt, chosen by validation AUC
     metrics: dict  # the last epoch's metrics
-
-
-def ensure_ray() -> None:
-    """Join ``RAY_ADDRESS`` or the cluster a submitted job runs in, else start a local one."""
-    if not ray.is_initialized():
-        ray.init()  # worker and controller output reach the console: per-epoch progress
 
 
 def resolve_data(job: JobConfig) -> JobConfig:
@@ -124,8 +119,12 @@ def run_training(
     mode: str,
     teacher_checkpoint: Path | None = None,
     extra_tags: dict[str, str] | None = None,
+    callbacks: tuple = (),
 ) -> TrainOutcome:
-    """Train (or resume) the job's run; return where its best checkpoint is."""
+    """Train (or resume) the job's run; return where its best checkpoint is.
+
+    ``callbacks`` are extra Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
+    """
     job = resolve_data(job)
     preflight(job, mode, teacher_checkpoint)
     ensure_ray()
@@ -183,7 +182,7 @@ def run_training(
                 checkpoint_score_attribute=SELECTION_METRIC,
                 checkpoint_score_order="max",
             ),
-            callbacks=[EpochLogger(uri, run_id)],
+            callbacks=[EpochLogger(uri, run_id), *callbacks],
         ),
     )
     result = trainer.fit()

@@ -1,0 +1,207 @@
+"""Ray Tune sweeps over the distillation: ``python rayjobs/tune.py --space tune_spaces/X.yaml``.
+
+Each trial is a Tune function that builds and fits its own TorchTrainer (Ray 2.60 style, never
+``Tuner(trainer)``) and passes ``TuneReportCallback``, so ASHA sees every epoch's validation AUC.
+The sweep is one MLflow parent run; each trial is a child run (``mlflow.parentRunId``) holding
+its sampled configuration, per-epoch metrics and why it ended (completed, or stopped by ASHA).
+Teachers are pretrained once per backbone before the sweep starts. Relaunching the same sweep
+name after its driver died resumes it (``Tuner.restore``): finished trials are not rerun.
+
+With no arguments: ``tune_spaces/default.yaml`` on the embedded default at the cpu-demo preset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+from rayjobs.config import JobConfig
+from rayjobs.configtree import flatten, to_dict
+from rayjobs.launch import (
+    USER_ERRORS,
+    best_checkpoint_path,
+    default_run_name,
+    ensure_ray,
+    resolve_data,
+    run_training,
+    storage_path,
+)
+from rayjobs.search_space import SearchSpace, load_space
+from rayjobs.tracking import find_or_create_run, set_tags, tracking_uri
+
+DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "default.yaml"
+
+
+def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, Path]:
+    """Pretrain (if absent) one teacher per backbone the space can sample; backbone -> path."""
+    kind, arg = space.search.get("model.backbone", ("fixed", base.model.backbone))
+    teachers = {}
+    for backbone in sorted(set(arg)) if kind in ("choice", "grid") else [arg]:
+        job = replace(base, model=replace(base.model, backbone=backbone))
+        path = best_checkpoint_path(storage_path(job), default_run_name(job, "teacher"))
+        if not (path / "state.pt").is_file():
+            print(f"pretraining the {backbone} teacher for the sweep")
+            run_training(job, "teacher")
+        teachers[backbone] = path
+    return teachers
+
+
+def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
+    """One trial: the sampled job, distilled from its backbone's teacher, reporting to Tune."""
+    space = load_space(Path(settings["space"]))
+    job = space.job(params)
+    trial = tune.get_context().get_trial_id()
+    job = replace(
+        job,
+        data=replace(job.data, shards=settings["shards"]),
+        tracking=replace(
+            job.tracking,
+            run_name=f"{settings['sweep']}-{trial}",
+            storage_path=settings["storage"],
+            tracking_uri=settings["uri"],
+            experiment=settings["experiment"],
+        ),
+    )
+    tags = {
+        "mlflow.parentRunId": settings["parent_run_id"],
+        "sffb.sweep": settings["sweep"],
+        "sffb.trial_id": trial,
+    }
+    teacher = Path(settings["teachers"][job.model.backbone])
+    run_training(job, "student", teacher, extra_tags=tags, callbacks=(TuneReportCallback(),))
+
+
+def scheduler_for(space: SearchSpace, epochs: int):
+    options = space.tune
+    if options.scheduler == "none":
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=max(epochs - 1, 1),
+        grace_period=min(options.grace_period, max(epochs - 1, 1)),
+        reduction_factor=options.reduction_factor,
+    )
+
+
+def search_algorithm(space: SearchSpace):
+    if space.tune.search_alg == "optuna":
+        from ray.tune.search.optuna import OptunaSearch  # needs `pip install optuna`
+
+        return OptunaSearch()
+    return None
+
+
+def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
+    """Run (or resume) the sweep; return the best trial's summary (also saved as JSON)."""
+    space = load_space(space_path)
+    base = resolve_data(space.job({}))
+    sweep_name = sweep_name or f"sweep-{Path(space_path).stem}"
+    uri = tracking_uri(base.tracking.tracking_uri)
+    storage = storage_path(base)
+    ensure_ray()
+    teachers = ensure_teachers(space, base)
+    params = {"space": str(Path(space_path).resolve()), **flatten(to_dict(base))}
+    parent_run_id, _ = find_or_create_run(
+        uri, base.tracking.experiment, sweep_name, params, {"sffb.mode": "sweep"}
+    )
+    settings = {
+        "space": str(Path(space_path).resolve()),
+        "sweep": sweep_name,
+        "shards": base.data.shards,
+        "storage": str(storage),
+        "uri": uri,
+        "experiment": base.tracking.experiment,
+        "parent_run_id": parent_run_id,
+        "teachers": {k: str(v) for k, v in teachers.items()},
+    }
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, settings=settings), {"cpu": space.tune.cpus_per_trial}
+    )
+    sweep_dir = storage / "sweeps" / sweep_name
+    if tune.Tuner.can_restore(str(sweep_dir)):
+        tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            param_space=space.param_space(),
+            tune_config=tune.TuneConfig(
+                metric=space.tune.metric,
+                mode=space.tune.mode,
+                num_samples=space.tune.num_samples,
+                max_concurrent_trials=space.tune.max_concurrent_trials,
+                scheduler=scheduler_for(space, base.optim.epochs),
+                search_alg=search_algorithm(space),
+            ),
+            run_config=tune.RunConfig(name=sweep_name, storage_path=str(storage / "sweeps")),
+        )
+    results = tuner.fit()
+    return summarise(results, space, settings, base.optim.epochs)
+
+
+def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[str, Any]:
+    """Tag each child run with why it ended, the parent with the best trial; save the best."""
+    client = MlflowClient(settings["uri"])
+    experiment = client.get_experiment_by_name(settings["experiment"])
+    children = {
+        r.data.tags.get("sffb.trial_id"): r
+        for r in client.search_runs(
+            [experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{settings['parent_run_id']}'"
+        )
+    }
+    for result in results:
+        trial = result.path and Path(result.path).name
+        trial_id = next((t for t in children if t and t in (trial or "")), None)
+        if trial_id is None:
+            continue
+        last_epoch = (result.metrics or {}).get("epoch", -1)
+        reason = "completed" if last_epoch >= epochs - 1 else "stopped by ASHA"
+        if result.error is not None:
+            reason = f"failed: {type(result.error).__name__}"
+        run = children[trial_id]
+        set_tags(settings["uri"], run.info.run_id, {"sffb.stop_reason": reason})
+        if run.info.status == "RUNNING":
+            client.set_terminated(
+                run.info.run_id, "KILLED" if reason != "completed" else "FINISHED"
+            )
+    best = results.get_best_result(space.tune.metric, space.tune.mode, scope="all")
+    best_trial = next((t for t in children if t and t in Path(best.path).name), "")
+    summary = {
+        "sweep": settings["sweep"],
+        "metric": space.tune.metric,
+        "best_value": (best.metrics or {}).get(space.tune.metric),
+        "best_config": best.config,
+        "best_trial": best_trial,
+        "best_checkpoint": str(
+            Path(settings["storage"]) / f"{settings['sweep']}-{best_trial}" / "best"
+        ),
+    }
+    set_tags(settings["uri"], settings["parent_run_id"], {"sffb.best_trial": best_trial})
+    client.set_terminated(settings["parent_run_id"], "FINISHED")
+    out = Path(settings["storage"]) / "sweeps" / f"{settings['sweep']}-best.json"
+    out.write_text(json.dumps(summary, indent=2, default=str))
+    print(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", type=Path, default=DEFAULT_SPACE)
+    parser.add_argument("--name", default="", help="sweep name (same name = resume)")
+    args = parser.parse_args(argv)
+    try:
+        sweep(args.space, args.name)
+    except USER_ERRORS as error:
+        raise SystemExit(f"error: {error}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
