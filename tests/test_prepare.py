@@ -136,3 +136,14 @@ def test_killed_run_resumes_to_the_same_shards(prepared, synthetic_root, tmp_pat
     assert manifest["complete"]
     assert shard_digests(output) == shard_digests(reference)
     assert not list(output.glob("*/*.tmp"))
+
+
+def test_shards_interleave_methods_and_reals(prepared):
+    """Streaming readers see mixed classes: videos are not grouped by method in the shards."""
+    output, _ = prepared
+    order = list(
+        dict.fromkeys(row["video_key"] for row in read_all(output) if row["split"] == "train")
+    )
+    assert order != sorted(order)
+    labels = [0 if "/original/" in key else 1 for key in order]
+    assert labels != sorted(labels) and labels != sorted(labels, reverse=True)
