@@ -2,8 +2,9 @@
 
 Videos are processed in a fixed order (split, then a hash of the video key, which interleaves
 methods and reals) with a bounded window of tasks in flight, and their rows are written in that
-order, so memory stays flat in the number of videos and the shards are reproducible byte for byte. Re-running on the same output resumes: finished
-shards are kept, the unfinished one is discarded and redone; a completed output is a no-op.
+order, so memory stays flat in the number of videos and the shards are reproducible byte for
+byte. Re-running on the same output resumes: finished shards are kept, the unfinished one is
+discarded and redone; a completed output is a no-op.
 """
 
 from __future__ import annotations
