@@ -79,13 +79,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipped: {error}", file=sys.stderr)
             return 0
         if args.config is None and args.root is None:
-            defaults.ensure_embedded_shards()
-            config = defaults.embedded_prepare_config(**{k: v for k, v in flags.items() if v})
+            overrides = {k: v for k, v in flags.items() if v is not None}
+            config = defaults.embedded_prepare_config(**overrides)
+            manifest = defaults.ensure_embedded_shards(overwrite=args.overwrite, **overrides)
         else:
             config = load_config(PrepareConfig, args.config, flags)
             if not config.output:
                 raise ValueError("--output is required with --root or --config")
-        manifest = prepare(config, overwrite=args.overwrite)
+            manifest = prepare(config, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ def embedded_prepare_config(**overrides) -> PrepareConfig:
     return replace(config, **overrides)
 
 
-def ensure_embedded_shards(progress: bool = True, **overrides) -> dict:
+def ensure_embedded_shards(progress: bool = True, overwrite: bool = False, **overrides) -> dict:
     """Generate the synthetic dataset and its shards if absent; return the manifest."""
     generate(synthetic_root(), SyntheticConfig())
-    return prepare(embedded_prepare_config(**overrides), progress=progress)
+    return prepare(embedded_prepare_config(**overrides), overwrite=overwrite, progress=progress)

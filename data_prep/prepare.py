@@ -102,8 +102,7 @@ def _ordered_results(records: list[VideoRecord], config: PrepareConfig, window: 
     """``(record, outcome)`` in the records' order, with at most ``window`` tasks in flight."""
     config_ref = ray.put(config)
     pending = []
-    queue = iter(records)
-    for record in queue:
+    for record in records:
         pending.append((record, _process_video_task.remote(record, config_ref)))
         if len(pending) >= window:
             record, ref = pending.pop(0)

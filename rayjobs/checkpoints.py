@@ -7,6 +7,7 @@ AUC so far and the job configuration (as JSON), so a checkpoint alone rebuilds i
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ def load_model(directory: Path, device: torch.device | str = "cpu") -> SFFB:
     """The checkpoint's SFFB in eval mode (weights from the file, not from ImageNet)."""
     state = load_state(directory)
     config = state["config"]
-    model_config = type(config.model)(**{**vars(config.model), "pretrained_path": None})
-    model = SFFB(model_config)
+    model = SFFB(replace(config.model, pretrained_path=None))
     model.load_state_dict(state["model"])
     return model.to(device).eval()

@@ -106,8 +106,12 @@ def parse_override(text: str) -> dict[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r}: expected key.path=value")
-    value = yaml.safe_load(raw) if raw.strip() else ""
-    for part in reversed(key.strip().split(".")):
+    return nest(key.strip(), yaml.safe_load(raw) if raw.strip() else "")
+
+
+def nest(key: str, value: Any) -> dict[str, Any]:
+    """``("a.b", 1)`` -> ``{"a": {"b": 1}}``."""
+    for part in reversed(key.split(".")):
         value = {part: value}
     return value
 

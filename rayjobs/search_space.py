@@ -26,7 +26,7 @@ from typing import Any
 from ray import tune
 
 from rayjobs.config import PRESETS, JobConfig, load_job_config
-from rayjobs.configtree import ConfigError, from_dict, load_yaml, merge, to_dict
+from rayjobs.configtree import ConfigError, from_dict, load_yaml, merge, nest, to_dict
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "grid", "fixed")
 
@@ -81,10 +81,7 @@ def job_with(preset: str, flat: dict[str, Any]) -> JobConfig:
     """``preset`` with dotted-key overrides applied (values already typed)."""
     data = to_dict(load_job_config(preset))
     for key, value in flat.items():
-        nested: Any = value
-        for part in reversed(key.split(".")):
-            nested = {part: nested}
-        data = merge(data, nested)
+        data = merge(data, nest(key, value))
     return from_dict(JobConfig, data)
 
 

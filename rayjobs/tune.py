@@ -158,10 +158,9 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
         )
     }
     for result in results:
-        trial = result.path and Path(result.path).name
-        trial_id = next((t for t in children if t and t in (trial or "")), None)
-        if trial_id is None:
-            continue
+        trial_id = (result.metrics or {}).get("trial_id")
+        if trial_id not in children:
+            continue  # failed before its first report: no child run to tag
         last_epoch = (result.metrics or {}).get("epoch", -1)
         reason = "completed" if last_epoch >= epochs - 1 else "stopped by ASHA"
         if result.error is not None:
@@ -173,7 +172,7 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
                 run.info.run_id, "KILLED" if reason != "completed" else "FINISHED"
             )
     best = results.get_best_result(space.tune.metric, space.tune.mode, scope="all")
-    best_trial = next((t for t in children if t and t in Path(best.path).name), "")
+    best_trial = (best.metrics or {}).get("trial_id", "")
     summary = {
         "sweep": settings["sweep"],
         "metric": space.tune.metric,

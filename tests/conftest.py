@@ -9,6 +9,8 @@ import pytest
 from data_prep.synthetic import generate
 from tests.helpers import TEST_SYNTHETIC, small_prepare_config
 
+_dashboard: dict[str, str] = {}  # the session cluster's dashboard address, set by ray_session
+
 
 @pytest.fixture(scope="session")
 def ray_session():
@@ -24,9 +26,6 @@ def ray_session():
         _dashboard["url"] = context.dashboard_url
     yield ray
     ray.shutdown()
-
-
-_dashboard: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")

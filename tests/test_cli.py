@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from data_prep.__main__ import load_config, main
@@ -31,3 +33,14 @@ def test_unknown_subcommand_exits_nonzero():
     with pytest.raises(SystemExit) as exit_info:
         main(["train"])
     assert exit_info.value.code != 0
+
+
+def test_embedded_default_takes_overrides(tmp_path, monkeypatch, ray_session, capsys):
+    """`prepare` without --root prepares the synthetic dataset once, with the flags given."""
+    monkeypatch.setenv("SFFB_HOME", str(tmp_path))
+    assert main(["prepare", "--frames-per-video", "4", "--crop-size", "48", "--seed", "0"]) == 0
+    manifest = json.loads((tmp_path / "shards" / "synthetic_ffpp" / "manifest.json").read_text())
+    assert manifest["complete"]
+    assert (manifest["config"]["crop_size"], manifest["config"]["frames_per_video"]) == (48, 4)
+    assert manifest["total_rows"] == 60 * 4  # 12 reals + 48 fakes of the default dataset
+    assert "shards, 0 skipped" in capsys.readouterr().out
