@@ -1,0 +1,130 @@
+"""``python -m rayjobs.compare`` on a real MLflow SQLite store holding runs with known metrics."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from matplotlib.image import imread
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from rayjobs.compare import main
+
+EXPERIMENT = "compare-test"
+# trial -> (lambda2, fusion, val_frame_auc per epoch, final val_frame_eer, stop reason)
+TRIALS = {
+    "trial-a": (10.0, "sk", [0.60, 0.70], 0.10, "completed"),
+    "trial-b": (100.0, "sum", [0.90, 0.80], 0.20, "completed"),
+    "trial-c": (1.0, "concat", [0.50], 0.30, "stopped by ASHA"),
+}
+
+
+def _log_trial(client: MlflowClient, experiment_id: str, parent_id: str, name: str, spec) -> None:
+    lambda2, fusion, aucs, eer, reason = spec
+    tags = {"mlflow.parentRunId": parent_id, "sffb.stop_reason": reason}
+    run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    params = {
+        "loss.lambda2": lambda2,
+        "model.fusion": fusion,
+        "optim.epochs": 2,
+        "tracking.run_name": name,
+    }
+    now = int(time.time() * 1000)
+    metrics = [Metric("val_frame_auc", auc, now, step) for step, auc in enumerate(aucs)]
+    metrics += [Metric("val_frame_eer", eer, now, len(aucs) - 1)]
+    metrics += [Metric("epoch", step, now, step) for step in range(len(aucs))]
+    client.log_batch(run_id, metrics, [Param(k, str(v)) for k, v in params.items()])
+    client.set_terminated(run_id, "FINISHED")
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> tuple[str, str]:
+    """A store with an older sweep (one trial) and sweep ``s2`` (three trials); (uri, parent)."""
+    folder = tmp_path_factory.mktemp("compare")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment_id = client.create_experiment(
+        EXPERIMENT, artifact_location=(folder / "artifacts").as_uri()
+    )
+    old = client.create_run(experiment_id, run_name="s1", tags={"sffb.mode": "sweep"})
+    _log_trial(client, experiment_id, old.info.run_id, "old-trial", TRIALS["trial-a"])
+    time.sleep(0.01)  # s2 starts strictly later: it is the most recent sweep
+    parent = client.create_run(experiment_id, run_name="s2", tags={"sffb.mode": "sweep"})
+    for name, spec in TRIALS.items():
+        _log_trial(client, experiment_id, parent.info.run_id, name, spec)
+    return uri, parent.info.run_id
+
+
+def _order(text: str, names) -> list[str]:
+    return sorted(names, key=text.index)
+
+
+def test_latest_sweep_sorted_by_auc_with_swept_params(store, capsys):
+    uri, _ = store
+    main(["--uri", uri, "--in-experiment", EXPERIMENT])
+    out = capsys.readouterr().out
+    assert "sweep s2: 3 runs" in out
+    assert "old-trial" not in out
+    assert _order(out, TRIALS) == ["trial-b", "trial-a", "trial-c"]  # final AUC 0.8 > 0.7 > 0.5
+    header = next(line for line in out.splitlines() if line.lstrip().startswith("run"))
+    assert "loss.lambda2" in header and "model.fusion" in header
+    assert "optim.epochs" not in header  # the same in every run: not a swept parameter
+    assert "tracking.run_name" not in header
+    assert "stopped by ASHA" in out
+
+
+def test_sort_by_another_metric_ascending(store, capsys):
+    uri, _ = store
+    main(["--uri", uri, "--in-experiment", EXPERIMENT, "--sort", "val_frame_eer", "--ascending"])
+    out = capsys.readouterr().out
+    assert _order(out, TRIALS) == ["trial-a", "trial-b", "trial-c"]
+
+
+def test_plots_and_table_are_parent_run_artifacts(store, tmp_path):
+    uri, parent_id = store
+    main(["--uri", uri, "--sweep", "s2", "--in-experiment", EXPERIMENT])
+    client = MlflowClient(uri)
+    names = {Path(a.path).name for a in client.list_artifacts(parent_id, "compare")}
+    assert {"runs.csv", "val_frame_auc_vs_params.png", "val_frame_auc_curves.png"} <= names
+    local = Path(client.download_artifacts(parent_id, "compare", str(tmp_path)))
+    for png in local.glob("*.png"):
+        image = imread(png)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0  # drawn, not blank
+    rows = (local / "runs.csv").read_text().splitlines()
+    assert rows[0].startswith("run,status,loss.lambda2,model.fusion,val_frame_auc")
+    assert [row.split(",")[0] for row in rows[1:]] == ["trial-b", "trial-a", "trial-c"]
+
+
+def test_whole_experiment_writes_plots_to_a_folder(store, tmp_path, capsys):
+    uri, _ = store
+    main(["--uri", uri, "--experiment", EXPERIMENT, "--out", str(tmp_path / "plots")])
+    out = capsys.readouterr().out
+    assert "experiment compare-test: 6 runs" in out  # two parents, four trials
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "runs.csv",
+        "val_frame_auc_curves.png",
+        "val_frame_auc_vs_params.png",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--sort", "val_nothing"], "cannot sort by 'val_nothing'"),
+        (["--metrics", "val_frame_auc,bogus"], "unknown metric(s) ['bogus']"),
+        (["--sweep", "missing"], "no sweep named 'missing'"),
+    ],
+)
+def test_bad_request_names_the_problem(store, argv, message):
+    uri, _ = store
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--uri", uri, "--in-experiment", EXPERIMENT, "--no-plots", *argv])
+    assert message in str(exit_info.value)
+
+
+def test_unknown_experiment_lists_the_known_ones(store):
+    uri, _ = store
+    with pytest.raises(SystemExit, match=r"no experiment 'nope'.*compare-test"):
+        main(["--uri", uri, "--experiment", "nope"])
