@@ -1,7 +1,9 @@
 """Training checkpoints: one ``state.pt`` file, loaded with ``weights_only=True``.
 
 It holds the model, the optimiser, the epoch, the per-epoch metric history, the best validation
-AUC so far and the job configuration (as JSON), so a checkpoint alone rebuilds its model.
+AUC so far and the job configuration (as JSON), so a checkpoint alone rebuilds its model. Beside
+it, ``metrics.json`` holds the epoch's metrics, so the best checkpoint of a run can be found in
+its folder without loading any weights (a Tune trial stopped by its scheduler leaves only that).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rayjobs.configtree import from_dict, to_dict
 from sffb.model import SFFB
 
 STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.json"
 
 
 def save_state(directory: Path, **state: Any) -> Path:
@@ -26,7 +29,18 @@ def save_state(directory: Path, **state: Any) -> Path:
         state["config"] = json.dumps(to_dict(state["config"]))
     path = Path(directory) / STATE_FILE
     torch.save(state, path)
+    if state.get("history"):
+        (Path(directory) / METRICS_FILE).write_text(json.dumps(state["history"][-1]))
     return path
+
+
+def best_stored_checkpoint(run_dir: Path, metric: str) -> Path | None:
+    """The ``epoch_*`` folder of a run with the highest ``metric`` (the later one on a tie)."""
+    scored = []
+    for folder in sorted(Path(run_dir).glob("epoch_*")):
+        if (folder / STATE_FILE).is_file() and (folder / METRICS_FILE).is_file():
+            scored.append((json.loads((folder / METRICS_FILE).read_text())[metric], folder.name))
+    return Path(run_dir) / max(scored)[1] if scored else None
 
 
 def load_state(directory: Path) -> dict[str, Any]:

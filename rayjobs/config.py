@@ -41,6 +41,9 @@ class DataConfig:
     prefetch_batches: int = 2
     shuffle_buffer: int = 256  # local shuffle buffer (rows) per worker
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Where training pairs are augmented: "device" (the training worker's GPU or CPU, leaving
+    # Ray Data's CPUs to decoding; see BENCHMARKS.md) or "cpu" (inside Ray Data's workers).
+    augment_on: str = "device"
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ class JobConfig:
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(
                 f"scaling.use_gpu: expected auto, yes or no, got {self.scaling.use_gpu!r}"
+            )
+        if self.data.augment_on not in ("device", "cpu"):
+            raise ValueError(
+                f"data.augment_on: expected device or cpu, got {self.data.augment_on!r}"
             )
         if self.data.batch_size % self.scaling.num_workers:
             raise ValueError(

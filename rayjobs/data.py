@@ -1,9 +1,9 @@
-"""Ray Data input: paired shards -> decoded, identically augmented (teacher, student) batches.
+"""Ray Data input: paired shards -> decoded (teacher, student) batches.
 
 Shards are read lazily (only the needed columns, rows filtered at the Parquet reader) and
 decoded in ``map_batches`` on CPU workers, so nothing materialises the dataset and memory stays
-bounded as it grows. Images leave this stage as uint8 NCHW; scaling, normalisation and the DCT
-happen in the model, on the training worker's device.
+bounded as it grows. Images leave this stage as uint8 NCHW; augmentation (by default), scaling,
+normalisation and the DCT happen on the training worker's device.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import ray.data
+import torch
 from ray.data.expressions import col
 
 from data_prep.shards import complete_shards, png_column
@@ -61,26 +62,32 @@ def _decode(pngs: np.ndarray, size: int) -> np.ndarray:
 
 
 class DecodePairs:
-    """``map_batches`` step: decode each level, augment them identically, NHWC -> NCHW.
+    """``map_batches`` step: decode each level, NHWC -> NCHW, optionally augment identically.
 
     The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
-    (``raw``, ``c23``, ...), beside ``label`` and ``video_key``.
+    (``raw``, ``c23``, ...), beside ``label`` and ``video_key``. ``augment`` is given only when
+    augmentation runs here, on Ray Data's CPUs (``data.augment_on: cpu``).
     """
 
     def __init__(
         self, levels: tuple[str, ...], size: int, augment: AugmentConfig | None, keys: bool
     ) -> None:
         self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
+        self.generator = torch.Generator()
+        self.generator.seed()  # fresh entropy in every Ray Data worker
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = [_decode(batch[png_column(level)], self.size) for level in self.levels]
+        images = [
+            np.ascontiguousarray(_decode(batch[png_column(level)], self.size).transpose(0, 3, 1, 2))
+            for level in self.levels
+        ]
         if self.augment is not None:
-            images = augment_together(images, self.augment, np.random.default_rng())
+            tensors = [torch.from_numpy(image) for image in images]
+            images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
         out = {"label": batch["label"].astype(np.int64)}
         if self.keys:  # strings: for scoring, not for iter_torch_batches
             out["video_key"], out["method"] = batch["video_key"], batch["method"]
-        for level, image in zip(self.levels, images, strict=True):
-            out[level] = np.ascontiguousarray(image.transpose(0, 3, 1, 2))
+        out.update(zip(self.levels, images, strict=True))
         return out
 
 
@@ -93,8 +100,9 @@ def paired_dataset(
 ) -> ray.data.Dataset:
     """The split's rows with one decoded image per level (see ``DecodePairs``).
 
-    Training input (``augment=True``) is shuffled by file and augmented; evaluation input keeps
-    the ``video_key`` column for video-level metrics.
+    Training input (``augment=True``) is shuffled by file, and augmented here when
+    ``config.augment_on == "cpu"`` (else the training worker augments on its device);
+    evaluation input keeps the ``video_key`` column for video-level metrics.
     """
     shards = Path(config.shards)
     check_levels(shards, split, levels)
@@ -104,5 +112,6 @@ def paired_dataset(
     ).select_columns(columns)  # projected down to the Parquet reader
     if config.methods:
         dataset = dataset.filter(expr=_row_filter(config.methods))
-    step = DecodePairs(levels, image_size, config.augment if augment else None, keys=not augment)
+    here = augment and config.augment_on == "cpu"
+    step = DecodePairs(levels, image_size, config.augment if here else None, keys=not augment)
     return dataset.map_batches(step, batch_format="numpy", batch_size=64)

@@ -24,7 +24,7 @@ from ray.train.torch import TorchTrainer
 
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
-from rayjobs.checkpoints import STATE_FILE
+from rayjobs.checkpoints import STATE_FILE, best_stored_checkpoint
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, paired_dataset
@@ -188,20 +188,31 @@ def run_training(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    best, _ = max(result.best_checkpoints, key=lambda pair: pair[1][SELECTION_METRIC])
-    target = best_checkpoint_path(storage, run_name)
-    with best.as_directory() as directory:
-        staging = target.with_name("best.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(directory, staging)
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(staging, target)
-
-    client.log_artifact(run_id, str(target / STATE_FILE), artifact_path="best_checkpoint")
-    set_tags(uri, run_id, {"sffb.best_checkpoint": str(target)})
-    client.set_terminated(run_id, "FINISHED")
+    target = publish_best(storage, run_name, uri, run_id, "FINISHED")
     metrics = {k: v for k, v in result.metrics.items() if k != "history"}
     return TrainOutcome(run_name, run_id, target, metrics)
+
+
+def publish_best(storage: Path, run_name: str, uri: str, run_id: str, status: str) -> Path:
+    """Copy the run's best checkpoint (by validation AUC) to ``<run>/best``, attach it to the
+    MLflow run and close that run with ``status``; returns the ``best`` folder.
+
+    Works from the run's folder alone, so a sweep can also finish trials that Tune stopped.
+    """
+    source = best_stored_checkpoint(storage / run_name, SELECTION_METRIC)
+    if source is None:
+        raise FileNotFoundError(f"{storage / run_name}: the run saved no checkpoint")
+    target = best_checkpoint_path(storage, run_name)
+    staging = target.with_name("best.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    client = MlflowClient(uri)
+    client.log_artifact(run_id, str(target / STATE_FILE), artifact_path="best_checkpoint")
+    set_tags(uri, run_id, {"sffb.best_checkpoint": str(target)})
+    client.set_terminated(run_id, status)
+    return target
 
 
 #: Errors a user can fix (configuration, data, checkpoints): one line on the command line.

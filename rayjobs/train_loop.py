@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import tempfile
 from collections import defaultdict
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,24 +22,13 @@ import torch.distributed as dist
 from rayjobs.checkpoints import load_model, load_state, save_state
 from rayjobs.config import JobConfig
 from rayjobs.configtree import from_dict
+from rayjobs.step import TrainingStep, autocast, prepare_input
 from sffb.losses import DistillationLoss
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
 
 #: Metric that picks the best checkpoint (validation only, never test).
 SELECTION_METRIC = "val_frame_auc"
-
-
-def _autocast(device: torch.device, job: JobConfig):
-    if device.type == "cuda" and job.scaling.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
-
-
-def _prepare_input(images: torch.Tensor, job: JobConfig) -> torch.Tensor:
-    if job.scaling.channels_last:
-        return images.contiguous(memory_format=torch.channels_last)
-    return images
 
 
 def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
@@ -58,8 +46,8 @@ def score_split(model: torch.nn.Module, shard, level: str, batch_size: int, devi
     labels, scores, keys = [], [], []
     for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
         images = torch.from_numpy(batch[level]).to(device, non_blocking=True)
-        with _autocast(device, job):
-            logits = model(_prepare_input(images, job)).logits
+        with autocast(device, job):
+            logits = model(prepare_input(images, job)).logits
         scores.append(SFFB.fake_probability(logits).cpu().numpy())
         labels.append(batch["label"])
         keys.extend(batch["video_key"])
@@ -127,6 +115,12 @@ def train_worker(loop_config: dict) -> None:
     else:
         loss_fn = DistillationLoss.hard_only()
 
+    levels = (job.data.teacher_level, input_level) if distilling else (input_level,)
+    on_device = job.data.augment_on == "device"
+    step = TrainingStep(
+        model, teacher, loss_fn, optimiser, job, input_level, levels, device,
+        generator=TrainingStep.seeded_generator(device, job.seed, rank) if on_device else None,
+    )  # fmt: skip
     per_worker = job.data.batch_size // world
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
@@ -142,18 +136,8 @@ def train_worker(loop_config: dict) -> None:
             device=device,
             dtypes=None,
         ):
-            labels = batch["label"]
-            with _autocast(device, job):
-                teacher_out = None
-                if teacher is not None:
-                    with torch.no_grad():
-                        teacher_out = teacher(_prepare_input(batch[job.data.teacher_level], job))
-                student_out = model(_prepare_input(batch[input_level], job))
-                terms = loss_fn(student_out, teacher_out, labels)
-            optimiser.zero_grad(set_to_none=True)
-            terms.total.backward()
-            optimiser.step()
-            for name, value in terms.as_floats().items():
+            terms = step(batch)
+            for name, value in terms.items():
                 sums[name] += value
             steps += 1
         metrics = _mean_across_workers(sums, steps, device)
@@ -182,7 +166,7 @@ def train_worker(loop_config: dict) -> None:
                 )
                 checkpoint = ray.train.Checkpoint.from_directory(directory)
             ray.train.report(
-                {**metrics, "history": history},
+                {**metrics, "epochs_done": epoch + 1, "history": history},
                 checkpoint=checkpoint,
                 checkpoint_dir_name=f"epoch_{epoch:04d}",
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,7 @@ from rayjobs.launch import (
     best_checkpoint_path,
     default_run_name,
     ensure_ray,
+    publish_best,
     resolve_data,
     run_training,
     storage_path,
@@ -84,10 +86,12 @@ def scheduler_for(space: SearchSpace, epochs: int):
     options = space.tune
     if options.scheduler == "none":
         return FIFOScheduler()
+    # "epochs_done" (1, 2, ...), not the 0-based "epoch": a rung after the first epoch, so ASHA
+    # can stop a weak trial even in a two-epoch sweep.
     return ASHAScheduler(
-        time_attr="epoch",
-        max_t=max(epochs - 1, 1),
-        grace_period=min(options.grace_period, max(epochs - 1, 1)),
+        time_attr="epochs_done",
+        max_t=epochs,
+        grace_period=min(options.grace_period, epochs),
         reduction_factor=options.reduction_factor,
     )
 
@@ -147,6 +151,18 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
     return summarise(results, space, settings, base.optim.epochs)
 
 
+def finish_trial(run, reason: str, settings: dict) -> None:
+    """What ``run_training`` does after ``fit``, for a trial Tune stopped before it could (ASHA
+    stops every trial at its last epoch, completed or not): publish its best checkpoint and
+    close its MLflow run."""
+    status = {"completed": "FINISHED", "stopped by ASHA": "KILLED"}.get(reason, "FAILED")
+    storage = Path(settings["storage"])
+    try:
+        publish_best(storage, run.info.run_name, settings["uri"], run.info.run_id, status)
+    except FileNotFoundError:  # failed before its first checkpoint
+        MlflowClient(settings["uri"]).set_terminated(run.info.run_id, "FAILED")
+
+
 def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[str, Any]:
     """Tag each child run with why it ended, the parent with the best trial; save the best."""
     client = MlflowClient(settings["uri"])
@@ -167,10 +183,8 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
             reason = f"failed: {type(result.error).__name__}"
         run = children[trial_id]
         set_tags(settings["uri"], run.info.run_id, {"sffb.stop_reason": reason})
-        if run.info.status == "RUNNING":
-            client.set_terminated(
-                run.info.run_id, "KILLED" if reason != "completed" else "FINISHED"
-            )
+        if "sffb.best_checkpoint" not in run.data.tags:
+            finish_trial(run, reason, settings)
     best = results.get_best_result(space.tune.metric, space.tune.mode, scope="all")
     best_trial = (best.metrics or {}).get("trial_id", "")
     summary = {
@@ -186,7 +200,9 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
     set_tags(settings["uri"], settings["parent_run_id"], {"sffb.best_trial": best_trial})
     client.set_terminated(settings["parent_run_id"], "FINISHED")
     out = Path(settings["storage"]) / "sweeps" / f"{settings['sweep']}-best.json"
-    out.write_text(json.dumps(summary, indent=2, default=str))
+    staging = out.with_suffix(".json.tmp")
+    staging.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(staging, out)
     print(json.dumps(summary, indent=2, default=str))
     return summary
 

@@ -33,3 +33,29 @@ def test_kd_step_bench_prints_table_and_variants_match_baseline(tmp_path):
     assert [c["variant"] for c in figures["checks"]] == ["bf16", "channels_last", "fused_adam"]
     assert all(check["ok"] for check in figures["checks"])
     assert figures["rows"]["fp32"]["flops"] > 0 and figures["xception"]["flops"] > 0
+
+
+def test_pipeline_bench_prints_every_figure(tmp_path):
+    out = tmp_path / "pipeline.json"
+    command = [
+        sys.executable, "bench/pipeline.py", "--workdir", str(tmp_path / "work"),
+        "--reals", "3", "--frames", "4", "--crop-size", "64", "--passes", "1",
+        "--backbone", "test_resnet", "--train-size", "32", "--batch", "2",
+        "--steps", "2", "--warmup", "1", "--node-cores", "4", "--json", str(out),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "cv2 decode loop, 1 process (floor)" in result.stdout
+    assert "Ray Data, augment_on=device" in result.stdout
+    assert "Ray overhead ratio" in result.stdout
+    figures = json.loads(out.read_text())
+    for key in (
+        "pairs_per_s_per_core",
+        "floor_pairs_per_s_per_core",
+        "data_wait_share",
+        "ray_overhead_ratio",
+    ):
+        assert figures[key] >= 0, key
+    assert set(figures["pairs_per_s_per_core_by_variant"]) == {"cpu", "device"}
+    assert figures["ray_samples_per_s"] > 0 and figures["bare_samples_per_s"] > 0

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from rayjobs.augment import augment_together
-from rayjobs.config import AugmentConfig, JobConfig, load_job_config
+from rayjobs.config import JobConfig, load_job_config
 from rayjobs.configtree import ConfigError, flatten, from_dict, parse_override, to_dict
 
 
@@ -60,22 +58,3 @@ def test_bad_values_name_their_key(override, message):
 def test_unknown_preset():
     with pytest.raises(ValueError, match=r"unknown preset 'fast'.*cpu-demo, paper"):
         load_job_config("fast")
-
-
-def test_pair_gets_one_augmentation():
-    rng = np.random.default_rng(0)
-    raw = rng.integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
-    compressed = np.clip(raw.astype(int) + rng.integers(-3, 4, raw.shape), 0, 255).astype(np.uint8)
-    a, b = augment_together([raw, compressed], AugmentConfig(), np.random.default_rng(1))
-    # Same draw: the augmented pair stays as close as the input pair was.
-    assert np.abs(a.astype(int) - b.astype(int)).max() <= 6
-    same_a, same_b = augment_together([raw, raw], AugmentConfig(), np.random.default_rng(2))
-    assert np.array_equal(same_a, same_b)
-    flipped = augment_together(
-        [raw], AugmentConfig(flip=1, grayscale=0, brightness=0, contrast=0, saturation=0), rng
-    )[0]
-    assert np.array_equal(flipped, raw[:, :, ::-1])
-    gray = augment_together(
-        [raw], AugmentConfig(flip=0, grayscale=1, brightness=0, contrast=0, saturation=0), rng
-    )[0]
-    assert np.array_equal(gray[..., 0], gray[..., 1]) and np.array_equal(gray[..., 1], gray[..., 2])

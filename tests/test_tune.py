@@ -1,18 +1,27 @@
-"""A tiny sweep on real Ray Tune: one MLflow parent run, a child run per trial, the best saved."""
+"""A tiny real sweep (Ray Tune + ASHA + MLflow), its driver killed mid-trial and relaunched."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import yaml
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from rayjobs.tune import sweep
 
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDA2_GRID = [1.0, 10.0, 100.0]
+EPOCHS = 2  # ASHA's one rung sits after the first epoch
 
-def test_tiny_grid_sweep_tracks_parent_and_children(prepared, tmp_path, ray_session):
-    shards, _ = prepared
+
+def _space(tmp_path: Path, shards: Path) -> Path:
     space = {
         "preset": "cpu-demo",
         "fixed": {
@@ -20,27 +29,88 @@ def test_tiny_grid_sweep_tracks_parent_and_children(prepared, tmp_path, ray_sess
             "data.methods": [],
             "model.backbone": "test_resnet",
             "model.image_size": 64,
-            "optim.epochs": 1,
+            "optim.epochs": EPOCHS,
             "tracking.storage_path": str(tmp_path / "runs"),
             "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
             "tracking.experiment": "sweep-test",
         },
-        "search": {"loss.lambda2": {"grid": [10.0, 100.0]}},
-        "tune": {"num_samples": 1, "max_concurrent_trials": 1, "scheduler": "none"},
+        "search": {"loss.lambda2": {"grid": LAMBDA2_GRID}},
+        "tune": {"num_samples": 1, "max_concurrent_trials": 1, "scheduler": "asha"},
     }
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
-    summary = sweep(path, "tiny")
+    return path
 
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+def _runs(client: MlflowClient) -> list[Run]:
     experiment = client.get_experiment_by_name("sweep-test")
-    runs = client.search_runs([experiment.experiment_id])
-    parent = next(r for r in runs if r.info.run_name == "tiny")
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert sorted(float(c.data.params["loss.lambda2"]) for c in children) == [10.0, 100.0]
-    assert all(c.data.tags["sffb.stop_reason"] == "completed" for c in children)
-    assert all("val_frame_auc" in c.data.metrics for c in children)
-    assert parent.data.tags["sffb.best_trial"] == summary["best_trial"]
-    saved = json.loads((tmp_path / "runs" / "sweeps" / "tiny-best.json").read_text())
-    assert saved["best_config"]["loss.lambda2"] in (10.0, 100.0)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def _children(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+def _epochs(client: MlflowClient, run: Run) -> list:
+    return sorted(m.step for m in client.get_metric_history(run.info.run_id, "epoch"))
+
+
+def _kill_when_second_trial_has_an_epoch(driver, client: MlflowClient, log: Path) -> float:
+    """SIGKILL the sweep driver once a second trial (one at a time) has logged an epoch."""
+    deadline = time.monotonic() + 480
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, f"driver exited early:\n{log.read_text()[-3000:]}"
+        children = sorted(_children(_runs(client)), key=lambda c: c.info.start_time)
+        if len(children) >= 2 and _epochs(client, children[-1]):
+            killed_at = time.time()
+            os.kill(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=60)
+            return killed_at
+        time.sleep(0.5)
+    driver.kill()
+    raise AssertionError(f"sweep never reached its second trial:\n{log.read_text()[-3000:]}")
+
+
+def test_sweep_killed_and_relaunched_resumes_without_rerunning(prepared, tmp_path, ray_session):
+    shards, _ = prepared
+    space = _space(tmp_path, shards)
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    # 1. The driver, as a user starts it, on the session's cluster; killed in trial 2.
+    log = tmp_path / "driver.log"
+    env = dict(os.environ, RAY_ADDRESS=ray_session.get_runtime_context().gcs_address)
+    command = [sys.executable, "rayjobs/tune.py", "--space", str(space), "--name", "resumed"]
+    with log.open("w") as sink:
+        driver = subprocess.Popen(command, cwd=ROOT, env=env, stdout=sink, stderr=sink)
+    killed_at = _kill_when_second_trial_has_an_epoch(driver, client, log)
+    started = sorted(_children(_runs(client)), key=lambda c: c.info.start_time)
+    ended_before = {c.info.run_name for c in started[:-1]}  # one trial at a time
+
+    # 2. Relaunched with the same name: Tuner.restore finishes the sweep.
+    summary = sweep(space, "resumed")
+
+    runs = _runs(client)
+    parents = [r for r in runs if r.info.run_name == "resumed"]
+    assert len(parents) == 1, "the relaunch duplicated the sweep's parent run"
+    children = _children(runs)
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert len({c.info.run_name for c in children}) == len(children) == len(LAMBDA2_GRID)
+    assert sorted(float(c.data.params["loss.lambda2"]) for c in children) == LAMBDA2_GRID
+
+    for child in children:
+        epochs = _epochs(client, child)
+        assert epochs == list(range(len(epochs))), f"{child.info.run_name}: epochs {epochs}"
+        reason = child.data.tags["sffb.stop_reason"]
+        assert reason == ("completed" if len(epochs) == EPOCHS else "stopped by ASHA"), reason
+        history = client.get_metric_history(child.info.run_id, "val_frame_auc")
+        assert len(history) == len(epochs)  # every epoch logged exactly once
+        if child.info.run_name in ended_before:  # not rerun after the relaunch
+            assert max(m.timestamp for m in history) < killed_at * 1000
+
+        assert Path(child.data.tags["sffb.best_checkpoint"], "state.pt").is_file()
+        assert child.info.status == ("FINISHED" if reason == "completed" else "KILLED")
+
+    assert parents[0].data.tags["sffb.best_trial"] == summary["best_trial"]
+    saved = json.loads((tmp_path / "runs" / "sweeps" / "resumed-best.json").read_text())
+    assert saved["best_config"]["loss.lambda2"] in LAMBDA2_GRID
     assert Path(saved["best_checkpoint"], "state.pt").is_file()
