@@ -21,21 +21,25 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import statistics
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
+import ray.data
 import ray.train
 import ray.train.torch
 import torch
-from ray.train import RunConfig, ScalingConfig
+from ray.train import Checkpoint, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
 from data_prep.prepare import PrepareConfig, prepare
@@ -59,9 +63,12 @@ ASSUMED_GPU_SAMPLES_PER_S = 1000.0
 
 def make_shards(workdir: Path, args: argparse.Namespace) -> Path:
     """Synthetic FF++ clips prepared into raw/c23 shards; reused when already there."""
-    synthetic = SyntheticConfig(reals=args.reals, frames=args.frames, width=640, height=480)
+    synthetic = SyntheticConfig(
+        reals=args.reals, frames=args.frames, width=args.width, height=args.height
+    )
     root = workdir / "ffpp"
     if not (root / "original_sequences").is_dir():
+        print(f"generating {args.reals * 5} synthetic videos in {root}", flush=True)
         generate(root, synthetic)
     config = PrepareConfig(
         root=str(root),
@@ -70,38 +77,102 @@ def make_shards(workdir: Path, args: argparse.Namespace) -> Path:
         frames_per_video=args.frames,
         crop_size=args.crop_size,
     )
-    prepare(config, progress=False)
+    print(f"preparing {args.crop_size}x{args.crop_size} shards in {config.output}", flush=True)
+    prepare(config, progress=True)
     return Path(config.output)
+
+
+def replicated(shards: Path, rows: int) -> Path:
+    """A shard folder whose ``train`` split links the real shards over and over, to ``rows``.
+
+    Ray Data buffers a small dataset during its start-up, which makes a short pass look faster
+    than it is; a long one measures the streaming rate, start-up included.
+    """
+    files = complete_shards(shards, "train")
+    per_pass = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    copies = max(1, -(-rows // per_pass))
+    target = shards.with_name(f"{shards.name}_x{copies}") / "train"
+    if len(complete_shards(target.parent, "train")) != copies * len(files):
+        target.mkdir(parents=True, exist_ok=True)
+        for i in range(copies):
+            for j, source in enumerate(files):
+                link = target / f"part-{i * len(files) + j:05d}.parquet"
+                link.unlink(missing_ok=True)
+                link.symlink_to(source)
+    return target.parent
+
+
+def _decoded(png: bytes) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+
+
+def _to_nchw_rgb(image: np.ndarray, size: int) -> np.ndarray:
+    if image.shape[0] != size:
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])  # BGR HWC -> RGB CHW, one copy
 
 
 def floor_rate(shards: Path, size: int) -> float:
     """Pairs/s of one process decoding both PNGs of every training row with OpenCV."""
-    files = complete_shards(shards, "train")
     columns = [png_column(level) for level in LEVELS]
-    tables = [pq.read_table(f, columns=columns) for f in files]  # bytes in memory: decode only
-    pairs, started = 0, time.perf_counter()
+    tables = [pq.read_table(f, columns=columns) for f in complete_shards(shards, "train")]
+    pairs, started = 0, time.perf_counter()  # bytes already in memory: decoding only
     for table in tables:
         for column in columns:
             for png in table.column(column).to_pylist():
-                image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-                if image.shape[0] != size:
-                    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-                np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB).transpose(2, 0, 1))
+                _to_nchw_rgb(_decoded(png), size)
         pairs += table.num_rows
     return pairs / (time.perf_counter() - started)
 
 
+def storage_comparison(shards: Path, workdir: Path) -> dict:
+    """PNG columns (what the shards hold) vs raw uint8 columns with Parquet's zstd: bytes per
+    pair on disk and single-process pairs/s to read the file and get uint8 NCHW arrays."""
+    columns = [png_column(level) for level in LEVELS]
+    source = complete_shards(shards, "train")[0]
+    table = pq.read_table(source, columns=columns)
+    size = _decoded(table.column(0)[0].as_py()).shape[0]
+    raw = {c: [_decoded(png).tobytes() for png in table.column(c).to_pylist()] for c in columns}
+    raw_file = workdir / "raw_uint8.parquet"
+    pq.write_table(pa.table(raw), raw_file, compression="zstd")
+    png_file = workdir / "png.parquet"
+    pq.write_table(table, png_file, compression="none")  # PNG bytes do not compress further
+
+    def read_png() -> None:
+        for column in pq.read_table(png_file).columns:
+            for png in column.to_pylist():
+                _to_nchw_rgb(_decoded(png), size)
+
+    def read_raw() -> None:
+        for column in pq.read_table(raw_file).columns:
+            for data in column.to_pylist():
+                image = np.frombuffer(data, np.uint8).reshape(size, size, 3)
+                _to_nchw_rgb(image, size)
+
+    result = {}
+    for name, path, read in (("png", png_file, read_png), ("raw_zstd", raw_file, read_raw)):
+        started = time.perf_counter()
+        read()
+        result[name] = {
+            "bytes_per_pair": path.stat().st_size / table.num_rows,
+            "pairs_per_s_one_core": table.num_rows / (time.perf_counter() - started),
+        }
+    return result
+
+
 def ray_data_rate(shards: Path, size: int, augment_on: str, passes: int) -> float:
-    """Pairs/s through ``paired_dataset`` on all cores: median of ``passes`` epochs after one."""
+    """Pairs/s through ``paired_dataset`` on all cores, start-up included: the median over
+    ``passes`` passes, after a short warm-up pass that starts Ray Data's worker processes."""
     config = DataConfig(shards=str(shards), augment_on=augment_on)
     dataset = paired_dataset(config, "train", LEVELS, size, augment=True)
+    for _ in zip(range(4), dataset.iter_batches(batch_size=32), strict=False):
+        pass  # warm-up
     rates = []
-    for epoch in range(passes + 1):
+    for _ in range(passes):
         rows, started = 0, time.perf_counter()
-        for batch in dataset.iter_batches(batch_size=64, batch_format="numpy"):
+        for batch in dataset.iter_batches(batch_size=32, batch_format="numpy"):
             rows += len(batch["label"])
-        if epoch:  # the first pass warms the workers up
-            rates.append(rows / (time.perf_counter() - started))
+        rates.append(rows / (time.perf_counter() - started))
     return statistics.median(rates)
 
 
@@ -179,12 +250,13 @@ def _ray_worker(config: dict) -> None:
             step(batch)
             done += 1
     seconds = time.perf_counter() - started
-    ray.train.report(
-        {
-            "samples_per_s": config["steps"] * job.data.batch_size / seconds,
-            "data_wait_share": waited / seconds,
-        }
-    )
+    figures = {
+        "samples_per_s": config["steps"] * job.data.batch_size / seconds,
+        "data_wait_share": waited / seconds,
+    }
+    with tempfile.TemporaryDirectory() as directory:  # Train V2 keeps checkpointed reports only
+        Path(directory, "figures.json").write_text(json.dumps(figures))
+        ray.train.report(figures, checkpoint=Checkpoint.from_directory(directory))
 
 
 def ray_rate(job: JobConfig, steps: int, warmup: int, threads: int) -> dict:
@@ -198,7 +270,10 @@ def ray_rate(job: JobConfig, steps: int, warmup: int, threads: int) -> dict:
         datasets={"train": dataset},
         run_config=RunConfig(storage_path=str(Path(job.tracking.storage_path).resolve())),
     )  # fmt: skip
-    return trainer.fit().metrics
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    return result.metrics
 
 
 def gpu_rate(args: argparse.Namespace) -> tuple[float, str]:
@@ -214,10 +289,13 @@ def gpu_rate(args: argparse.Namespace) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path("outputs/bench/pipeline"))
-    parser.add_argument("--reals", type=int, default=4, help="synthetic real clips (x5 videos)")
-    parser.add_argument("--frames", type=int, default=24, help="frames per clip, all sampled")
+    parser.add_argument("--reals", type=int, default=6, help="synthetic real clips (x5 videos)")
+    parser.add_argument("--frames", type=int, default=48, help="frames per clip, all sampled")
+    parser.add_argument("--width", type=int, default=640, help="synthetic clip size (FF++'s)")
+    parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--crop-size", type=int, default=256)
-    parser.add_argument("--passes", type=int, default=3, help="timed Ray Data epochs")
+    parser.add_argument("--passes", type=int, default=2, help="timed Ray Data passes")
+    parser.add_argument("--rows", type=int, default=8000, help="rows per Ray Data pass")
     parser.add_argument("--variants", nargs="+", default=["cpu", "device"])
     parser.add_argument("--node-cores", type=int, default=16, help="CPU cores per GPU")
     parser.add_argument("--gpu-samples-per-s", type=float)
@@ -233,12 +311,18 @@ def main() -> None:
 
     cores = os.cpu_count() or 1
     ray.init(num_cpus=max(4, 2 * cores), include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
     args.workdir.mkdir(parents=True, exist_ok=True)
     shards = make_shards(args.workdir.resolve(), args)
 
+    print("timing the cv2 floor and PNG vs raw storage", flush=True)
     floor = floor_rate(shards, args.crop_size)
+    storage = storage_comparison(shards, args.workdir.resolve())
+    many = replicated(shards, args.rows)
+    print(f"timing Ray Data over {args.rows}+ rows per variant: {args.variants}", flush=True)
     per_core = {
-        variant: ray_data_rate(shards, args.crop_size, variant, args.passes) / cores
+        variant: ray_data_rate(many, args.crop_size, variant, args.passes) / cores
         for variant in args.variants
     }
     default = per_core.get("device", next(iter(per_core.values())))
@@ -248,6 +332,7 @@ def main() -> None:
 
     job = bench_job(args, shards)
     job = replace(job, tracking=replace(job.tracking, storage_path=str(args.workdir / "runs")))
+    print("timing the bare PyTorch loop, then the same step in a TorchTrainer", flush=True)
     bare = bare_loop_rate(job, args.steps, args.warmup, args.threads)
     through_ray = ray_rate(job, args.steps, args.warmup, args.threads)
     ray.shutdown()
@@ -260,6 +345,7 @@ def main() -> None:
         "pairs_per_s_per_core": default,
         "pairs_per_s_per_core_by_variant": per_core,
         "floor_pairs_per_s_per_core": floor,
+        "storage": storage,
         "data_wait_share": wait_share,
         "gpu_samples_per_s": demand,
         "gpu_samples_per_s_source": demand_source,
@@ -290,6 +376,12 @@ def report(result: dict, args: argparse.Namespace) -> None:
     print(f"data path at {result['crop_size']}x{result['crop_size']}, {result['machine']}")
     print(f"{'':34}{'pairs/s/core':>14}")
     print(f"{'cv2 decode loop, 1 process (floor)':34}{result['floor_pairs_per_s_per_core']:>14.1f}")
+    for name, figures in result["storage"].items():
+        label = f"read+decode 1 process, {name} column"
+        print(
+            f"{label:34}{figures['pairs_per_s_one_core']:>14.1f}  "
+            f"{figures['bytes_per_pair'] / 1024:.0f} KiB/pair on disk"
+        )
     for variant, rate in result["pairs_per_s_per_core_by_variant"].items():
         label = f"Ray Data, augment_on={variant}"
         print(f"{label:34}{rate:>14.1f}  {_verdict(rate, TARGET_PAIRS_PER_S_PER_CORE)} (400)")
