@@ -49,6 +49,7 @@ from rayjobs.config import DataConfig, JobConfig, load_job_config
 from rayjobs.configtree import from_dict, to_dict
 from rayjobs.data import paired_dataset
 from rayjobs.step import TrainingStep
+from rayjobs.tracking import git_commit
 from sffb.losses import DistillationLoss
 from sffb.model import SFFB
 
@@ -341,6 +342,7 @@ def main() -> None:
     result = {
         "machine": f"{platform.machine()}, {cores} cores",
         "date": time.strftime("%Y-%m-%d"),
+        "commit": git_commit(),
         "crop_size": args.crop_size,
         "pairs_per_s_per_core": default,
         "pairs_per_s_per_core_by_variant": per_core,

@@ -43,6 +43,17 @@ class TuneOptions:
     search_alg: str = "random"  # "random" (Tune's variant generator) or "optuna"
     cpus_per_trial: float = 0.25  # the trial's driver; its workers ask for their own CPUs
 
+    def __post_init__(self) -> None:
+        choices = {"mode": ("max", "min"), "scheduler": ("asha", "none"),
+                   "search_alg": ("random", "optuna")}  # fmt: skip
+        for name, allowed in choices.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                expected = ", ".join(allowed)
+                raise ConfigError(f"tune.{name}: expected one of {expected}, got {value!r}")
+        if self.num_samples < 1 or self.max_concurrent_trials < 1:
+            raise ConfigError("tune.num_samples and tune.max_concurrent_trials must be >= 1")
+
 
 @dataclass(frozen=True)
 class SearchSpace:
@@ -126,6 +137,12 @@ def load_space(path: Path) -> SearchSpace:
         options = from_dict(TuneOptions, data.get("tune") or {}, prefix="tune.")
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from error
+    grids = [key for key, (kind, _) in search.items() if kind == "grid"]
+    if options.search_alg == "optuna" and grids:
+        raise ConfigError(
+            f"{path}: search.{grids[0]}: grid cannot be combined with tune.search_alg optuna "
+            "(Optuna samples; use choice)"
+        )
     for key, value in fixed.items():
         _check_value(path, preset, f"fixed.{key}", key, value)
     for key, (kind, arg) in search.items():

@@ -97,10 +97,11 @@ def scheduler_for(space: SearchSpace, epochs: int):
 
 
 def search_algorithm(space: SearchSpace):
+    """Optuna's TPE sampler (``tune.search_alg: optuna``), else Tune's random/grid generator."""
     if space.tune.search_alg == "optuna":
-        from ray.tune.search.optuna import OptunaSearch  # needs `pip install optuna`
+        from ray.tune.search.optuna import OptunaSearch
 
-        return OptunaSearch()
+        return OptunaSearch(seed=0)
     return None
 
 

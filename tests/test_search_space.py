@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
 from rayjobs.configtree import ConfigError
 from rayjobs.search_space import load_space
+from rayjobs.tune import search_algorithm
 
 SPACES = Path(__file__).resolve().parents[1] / "tune_spaces"
 
@@ -72,6 +74,11 @@ def test_sampled_values_respect_their_distributions():
         ("tune:\n  num_sample: 3\n", "unknown option tune.num_sample"),
         ("preset: fast\n", "preset: unknown 'fast'"),
         ("sweep: {}\n", "unknown section 'sweep'"),
+        ("tune:\n  scheduler: hyperband\n", "tune.scheduler: expected one of asha, none"),
+        (
+            "search:\n  model.fusion: {grid: [sk, sum]}\ntune:\n  search_alg: optuna\n",
+            "search.model.fusion: grid cannot be combined with tune.search_alg optuna",
+        ),
     ],
 )
 def test_bad_space_files_name_the_key(tmp_path, text, message):
@@ -80,3 +87,19 @@ def test_bad_space_files_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_space(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_optuna_search_samples_inside_the_space(tmp_path):
+    """The space's param_space drives Tune's OptunaSearch: suggestions stay in their bounds."""
+    path = tmp_path / "optuna.yaml"
+    text = (SPACES / "default.yaml").read_text().replace("scheduler: asha", "search_alg: optuna")
+    path.write_text(text)
+    space = load_space(path)
+    searcher = search_algorithm(space)
+    assert isinstance(searcher, OptunaSearch)
+    assert searcher.set_search_properties("val_frame_auc", "max", space.param_space())
+    for i in range(5):
+        point = searcher.suggest(f"trial_{i}")
+        assert 1.0 <= point["loss.lambda2"] <= 1000.0
+        assert point["model.fusion"] in {"sk", "sum", "concat", "chunked"}
+        assert space.job(point).optim.epochs == 2  # fixed values come from the space file
