@@ -70,6 +70,8 @@ class ScalingConfig:
     cpus_per_worker: float = 0.5  # fractional by default: leaves CPU to Ray Data on small hosts
     bf16: bool = True  # autocast on GPU
     channels_last: bool = False
+    # GPU DDP: BatchNorm statistics over the global batch, not each GPU's few samples.
+    sync_batchnorm: bool = True
     max_failures: int = 2  # worker failures recovered from the latest checkpoint
 
 

@@ -31,6 +31,19 @@ from sffb.model import SFFB
 SELECTION_METRIC = "val_frame_auc"
 
 
+def with_sync_batchnorm(
+    network: torch.nn.Module, job: JobConfig, world: int, device: torch.device
+) -> torch.nn.Module:
+    """BatchNorm layers as SyncBatchNorm for multi-GPU DDP (``scaling.sync_batchnorm``).
+
+    GPU only (PyTorch synchronises BatchNorm over NCCL); state-dict keys are unchanged, so the
+    checkpoints load into a plain SFFB.
+    """
+    if job.scaling.sync_batchnorm and world > 1 and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    return network
+
+
 def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
     names = sorted(sums)
     totals = torch.tensor([sums[n] for n in names] + [steps], dtype=torch.float64, device=device)
@@ -86,7 +99,7 @@ def train_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     torch.manual_seed(job.seed)
 
-    network = SFFB(job.model)
+    network = with_sync_batchnorm(SFFB(job.model), job, world, device)
     if job.scaling.channels_last:
         network = network.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(network)

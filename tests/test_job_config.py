@@ -58,3 +58,25 @@ def test_bad_values_name_their_key(override, message):
 def test_unknown_preset():
     with pytest.raises(ValueError, match=r"unknown preset 'fast'.*cpu-demo, paper"):
         load_job_config("fast")
+
+
+def test_sync_batchnorm_only_for_multi_gpu_ddp():
+    from dataclasses import replace
+
+    import torch
+
+    from rayjobs.train_loop import with_sync_batchnorm
+    from sffb import SFFB, SFFBConfig
+
+    job = load_job_config("cpu-demo")
+    network = SFFB(SFFBConfig(backbone="test_resnet", image_size=32))
+    plain_keys = set(network.state_dict())
+    cuda = torch.device("cuda")  # the conversion needs no GPU; only the forward pass would
+    assert with_sync_batchnorm(network, job, 2, torch.device("cpu")) is network
+    assert with_sync_batchnorm(network, job, 1, cuda) is network
+    off = replace(job, scaling=replace(job.scaling, sync_batchnorm=False))
+    assert with_sync_batchnorm(network, off, 2, cuda) is network
+    synced = with_sync_batchnorm(network, job, 2, cuda)
+    kinds = {type(m) for m in synced.modules()}
+    assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
+    assert set(synced.state_dict()) == plain_keys  # checkpoints load into a plain SFFB
