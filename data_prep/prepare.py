@@ -29,7 +29,7 @@ from data_prep.extract import ExtractOptions, extract_rows
 from data_prep.faces import build_detector
 from data_prep.readers import read_dataset
 from data_prep.records import SPLITS, Skip, VideoRecord, canonical_level
-from data_prep.shards import ShardWriter, complete_shards, row_schema
+from data_prep.shards import ShardWriter, complete_shards, row_schema, shard_notes
 from data_prep.video import VideoError
 
 MANIFEST = "manifest.json"
@@ -160,6 +160,11 @@ def _summarise(output: Path) -> dict:
     return {"rows": rows, "total_rows": sum(counts.values()), "shards": shards}
 
 
+def _all_notes(output: Path) -> list[dict]:
+    """Every finished shard's notes: a resumed run's earlier shards keep theirs."""
+    return [n for split in SPLITS for s in complete_shards(output, split) for n in shard_notes(s)]
+
+
 def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = True) -> dict:
     """Prepare (or finish preparing) ``config.output``; return the manifest.
 
@@ -193,7 +198,6 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
         splits_dir=Path(config.splits_dir) if config.splits_dir else None,
     )
     skipped: list[Skip] = list(found.skipped)
-    notes: list[dict] = []
     done_keys, start = set(), {}
     for split in SPLITS:
         for temporary in (output / split).glob("*.tmp"):
@@ -217,14 +221,14 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
                 Skip(str(record.paths.get(config.levels[0], "")), outcome.skip, record.video_key)
             )
             continue
-        notes.extend({"video_key": record.video_key, "note": n} for n in outcome.notes)
         if record.split not in writers:
             for writer in writers.values():
                 writer.close()  # splits come one after another: the last one is finished
             writers[record.split] = ShardWriter(
                 output, record.split, schema, target_bytes, start[record.split]
             )
-        writers[record.split].write(outcome.table)
+        notes = [{"video_key": record.video_key, "note": n} for n in outcome.notes]
+        writers[record.split].write(outcome.table, notes)
     for writer in writers.values():
         writer.close()
     bar.close()
@@ -235,7 +239,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
         "versions": _versions(),
         **_summarise(output),
         "skipped": [asdict(s) for s in sorted(skipped, key=lambda s: (s.path, s.reason))],
-        "notes": sorted(notes, key=lambda n: (n["video_key"], n["note"])),
+        "notes": sorted(_all_notes(output), key=lambda n: (n["video_key"], n["note"])),
     }
     _write_json(manifest_path, manifest)
     return manifest

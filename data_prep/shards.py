@@ -15,10 +15,13 @@ Layout: ``OUTPUT/<split>/part-NNNNN.parquet`` plus ``OUTPUT/manifest.json``. One
 
 Every level's crop of a row comes from the same frame and the same box. A shard holds whole
 videos, one row group per video, and is written under a temporary name and renamed when complete.
+Its footer (key ``sffb.notes``) keeps the preparation notes of its videos, so the notes of a
+resumed run's earlier shards are not lost.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SHARD_GLOB = "part-*.parquet"
+NOTES_KEY = "sffb.notes"
 _METADATA_FIELDS = [
     ("dataset", pa.string()),
     ("method", pa.string()),
@@ -53,6 +57,12 @@ def row_schema(levels: Sequence[str]) -> pa.Schema:
     return pa.schema(fields, metadata={"sffb.levels": ",".join(levels)})
 
 
+def shard_notes(path: Path) -> list[dict]:
+    """The notes (``{"video_key", "note"}``) a finished shard's footer holds."""
+    metadata = pq.read_metadata(path).metadata or {}
+    return json.loads(metadata.get(NOTES_KEY.encode(), b"[]"))
+
+
 def shard_path(output: Path, split: str, index: int) -> Path:
     return output / split / f"part-{index:05d}.parquet"
 
@@ -77,13 +87,16 @@ class ShardWriter:
         self._writer: pq.ParquetWriter | None = None
         self._temporary: Path | None = None
         self._bytes = 0
+        self._notes: list[dict] = []
 
-    def write(self, table: pa.Table) -> None:
+    def write(self, table: pa.Table, notes: Sequence[dict] = ()) -> None:
+        """Append one video's rows (and its notes, kept in the shard's footer)."""
         if self._writer is None:
             self._temporary = shard_path(self.output, self.split, self.index).with_suffix(".tmp")
             self._temporary.parent.mkdir(parents=True, exist_ok=True)
             self._writer = pq.ParquetWriter(self._temporary, self.schema, compression="none")
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
+        self._notes.extend(notes)
         self._bytes += table.nbytes
         if self._bytes >= self.target_bytes:
             self._finish()
@@ -93,9 +106,10 @@ class ShardWriter:
             self._finish()
 
     def _finish(self) -> None:
+        self._writer.add_key_value_metadata({NOTES_KEY: json.dumps(self._notes)})
         self._writer.close()
         final = shard_path(self.output, self.split, self.index)
         os.replace(self._temporary, final)
         self.written.append(final)
-        self._writer, self._temporary, self._bytes = None, None, 0
+        self._writer, self._temporary, self._bytes, self._notes = None, None, 0, []
         self.index += 1

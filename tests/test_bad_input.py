@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -146,3 +147,31 @@ def test_missing_root_is_a_clear_error_and_exit_code(tmp_path, ray_session):
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0
     assert f"{missing}: FaceForensics++ dataset root not found" in result.stderr
+
+
+def test_notes_of_finished_shards_survive_a_resume(bad_tree, bad_manifest, tmp_path, ray_session):
+    """Interrupted after the shard holding a noted video: the resumed manifest keeps the note."""
+    root, _ = bad_tree
+    _, full = bad_manifest
+    output = tmp_path / "resumed"
+    config = replace(small_prepare_config(root, output), shard_target_mb=0.05)
+    prepare(config, progress=False)
+    noted = "ffpp/original/005"
+    shards = sorted(output.glob("*/part-*.parquet"))
+    holder = next(
+        s
+        for s in shards
+        if noted in pq.read_table(s, columns=["video_key"])["video_key"].to_pylist()
+    )
+    # The state a run killed after that shard leaves: its split's later shards never finished
+    # (there may be none), and the manifest is not complete.
+    for shard in [s for s in shards if s.parent == holder.parent and s.name > holder.name]:
+        shard.unlink()
+    manifest_path = output / "manifest.json"
+    state = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({"config": state["config"], "complete": False}))
+
+    resumed = prepare(config, progress=False)
+    assert resumed["complete"]
+    assert {"video_key": noted, "note": "only 5 frames (< 8): all used"} in resumed["notes"]
+    assert resumed["notes"] == full["notes"]
