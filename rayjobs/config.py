@@ -94,6 +94,15 @@ class JobConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = 0
 
+    def uses_teacher(self, mode: str) -> bool:
+        """A student learns from the teacher unless its knowledge is ``none`` (SFFB alone)."""
+        return mode == "student" and self.loss.knowledge != "none"
+
+    def training_levels(self, mode: str) -> tuple[str, ...]:
+        """The levels a training batch holds: the teacher's (when used), then the model's input."""
+        own = self.data.student_level if mode == "student" else self.data.teacher_level
+        return (self.data.teacher_level, own) if self.uses_teacher(mode) else (own,)
+
     def __post_init__(self) -> None:
         if self.model.backbone not in available_backbones():
             raise ValueError(

@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rayjobs.config import add_config_arguments, config_from_args
+from rayjobs.config import JobConfig, add_config_arguments, config_from_args
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import (
     USER_ERRORS,
@@ -25,6 +25,23 @@ from rayjobs.launch import (
     storage_path,
 )
 from rayjobs.tracking import find_run, tracking_uri
+
+
+def ensure_teacher(
+    job: JobConfig, checkpoint: Path | None, uri: str
+) -> tuple[Path, dict[str, str]]:
+    """The teacher's checkpoint (pretrained now if absent) and the tags that link its run."""
+    teacher_name = job.tracking.teacher_run or default_run_name(job, "teacher")
+    if checkpoint is None:
+        checkpoint = best_checkpoint_path(storage_path(job), teacher_name)
+        if not (checkpoint / "state.pt").is_file():
+            print(f"no teacher at {checkpoint}: pretraining {teacher_name}")
+            run_training(job, "teacher")
+    links = {"sffb.teacher_checkpoint": str(checkpoint)}
+    teacher_run_id = find_run(uri, job.tracking.experiment, teacher_name)
+    if teacher_run_id is not None:
+        links.update({"sffb.teacher_run_id": teacher_run_id, "mlflow.parentRunId": teacher_run_id})
+    return checkpoint, links
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,19 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         job = resolve_data(config_from_args(args))
         uri = tracking_uri(job.tracking.tracking_uri)
-        teacher_name = job.tracking.teacher_run or default_run_name(job, "teacher")
-        teacher_checkpoint = args.teacher_checkpoint
-        if teacher_checkpoint is None:
-            teacher_checkpoint = best_checkpoint_path(storage_path(job), teacher_name)
-            if not (teacher_checkpoint / "state.pt").is_file():
-                print(f"no teacher at {teacher_checkpoint}: pretraining {teacher_name}")
-                run_training(job, "teacher")
-        teacher_run_id = find_run(uri, job.tracking.experiment, teacher_name)
-        links = {"sffb.teacher_checkpoint": str(teacher_checkpoint)}
-        if teacher_run_id is not None:
-            links.update(
-                {"sffb.teacher_run_id": teacher_run_id, "mlflow.parentRunId": teacher_run_id}
-            )
+        teacher_checkpoint, links = None, {}
+        if job.uses_teacher("student"):  # not for loss.knowledge=none: SFFB alone
+            teacher_checkpoint, links = ensure_teacher(job, args.teacher_checkpoint, uri)
         student = run_training(job, "student", teacher_checkpoint, extra_tags=links)
         print(f"student run {student.run_name} (MLflow {student.mlflow_run_id})")
         print(f"best checkpoint: {student.best_checkpoint}")

@@ -91,17 +91,12 @@ def preflight(job: JobConfig, mode: str, teacher_checkpoint: Path | None) -> Non
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
-    levels = (
-        (job.data.teacher_level, job.data.student_level)
-        if mode == "student"
-        else (job.data.teacher_level,)
-    )
     for split in ("train", "val"):
-        check_levels(Path(job.data.shards), split, levels)
+        check_levels(Path(job.data.shards), split, job.training_levels(mode))
     has_teacher = (
         teacher_checkpoint is not None and (Path(teacher_checkpoint) / STATE_FILE).is_file()
     )
-    if mode == "student" and not has_teacher:
+    if job.uses_teacher(mode) and not has_teacher:
         raise FileNotFoundError(
             f"{teacher_checkpoint}: teacher checkpoint ({STATE_FILE}) not found; "
             "run rayjobs/pretrain_teacher.py first or set tracking.teacher_run"
@@ -151,12 +146,9 @@ def run_training(
             client.log_artifact(run_id, str(effective))
 
     input_level = job.data.student_level if mode == "student" else job.data.teacher_level
-    train_levels = (
-        (job.data.teacher_level, job.data.student_level) if mode == "student" else (input_level,)
-    )
     size = job.model.image_size
     datasets = {
-        "train": paired_dataset(job.data, "train", train_levels, size, augment=True),
+        "train": paired_dataset(job.data, "train", job.training_levels(mode), size, augment=True),
         "val": paired_dataset(job.data, "val", (input_level,), size, augment=False),
     }
     use_gpu = _use_gpu(job)
@@ -166,7 +158,7 @@ def run_training(
         train_loop_config={
             "job": to_dict(job),
             "mode": mode,
-            "teacher_checkpoint": str(teacher_checkpoint) if teacher_checkpoint else None,
+            "teacher_checkpoint": str(teacher_checkpoint) if job.uses_teacher(mode) else None,
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers, use_gpu=use_gpu, resources_per_worker=resources

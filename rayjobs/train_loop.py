@@ -120,15 +120,13 @@ def train_worker(loop_config: dict) -> None:
         best_auc = state["best_auc"]
 
     teacher = None
-    if distilling:
+    if job.uses_teacher(loop_config["mode"]):
         teacher = load_model(Path(loop_config["teacher_checkpoint"]), device).requires_grad_(False)
         if job.scaling.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
-        loss_fn = DistillationLoss(**vars(job.loss))
-    else:
-        loss_fn = DistillationLoss.hard_only()
+    loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
 
-    levels = (job.data.teacher_level, input_level) if distilling else (input_level,)
+    levels = job.training_levels(loop_config["mode"])
     on_device = job.data.augment_on == "device"
     step = TrainingStep(
         model, teacher, loss_fn, optimiser, job, input_level, levels, device,

@@ -43,11 +43,23 @@ from rayjobs.tracking import find_or_create_run, set_tags, tracking_uri
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "default.yaml"
 
 
+def _values(space: SearchSpace, key: str, default: Any) -> list[Any]:
+    """Every value ``key`` can take in the space's trials (choice/grid/fixed keys only)."""
+    kind, arg = space.search.get(key, ("fixed", default))
+    return sorted(set(arg)) if kind in ("choice", "grid") else [arg]
+
+
 def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, Path]:
-    """Pretrain (if absent) one teacher per backbone the space can sample; backbone -> path."""
-    kind, arg = space.search.get("model.backbone", ("fixed", base.model.backbone))
+    """Pretrain (if absent) one teacher per backbone the space can sample; backbone -> path.
+
+    One teacher per backbone, with the preset's fusion: the knowledge (the pre-fusion maps M_s,
+    M_f and the logits) does not depend on the student's fusion module. None when every trial
+    trains SFFB alone (``loss.knowledge: none``).
+    """
+    if _values(space, "loss.knowledge", base.loss.knowledge) == ["none"]:
+        return {}
     teachers = {}
-    for backbone in sorted(set(arg)) if kind in ("choice", "grid") else [arg]:
+    for backbone in _values(space, "model.backbone", base.model.backbone):
         job = replace(base, model=replace(base.model, backbone=backbone))
         path = best_checkpoint_path(storage_path(job), default_run_name(job, "teacher"))
         if not (path / "state.pt").is_file():
@@ -78,7 +90,8 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
         "sffb.sweep": settings["sweep"],
         "sffb.trial_id": trial,
     }
-    teacher = Path(settings["teachers"][job.model.backbone])
+    teacher = settings["teachers"].get(job.model.backbone)
+    teacher = Path(teacher) if teacher else None
     run_training(job, "student", teacher, extra_tags=tags, callbacks=(TuneReportCallback(),))
 
 

@@ -80,3 +80,13 @@ def test_sync_batchnorm_only_for_multi_gpu_ddp():
     kinds = {type(m) for m in synced.modules()}
     assert torch.nn.SyncBatchNorm in kinds and torch.nn.BatchNorm2d not in kinds
     assert set(synced.state_dict()) == plain_keys  # checkpoints load into a plain SFFB
+
+
+def test_sffb_alone_needs_no_teacher_level():
+    job = load_job_config("cpu-demo")
+    assert job.uses_teacher("student") and not job.uses_teacher("teacher")
+    assert job.training_levels("student") == ("raw", "c23")
+    assert job.training_levels("teacher") == ("raw",)
+    alone = load_job_config("cpu-demo", overrides=["loss.knowledge=none"])
+    assert not alone.uses_teacher("student")
+    assert alone.training_levels("student") == ("c23",)

@@ -225,3 +225,15 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "best checkpoint:" in result.stdout
     assert (tmp_path / "home" / "runs" / "submitted" / "best" / "state.pt").is_file()
+
+
+def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
+    """loss.knowledge=none (the fusion ablation): cross-entropy on c23 only, no teacher at all."""
+    shards, _ = prepared
+    job = tiny_job(shards, home, epochs=1, overrides=["loss.knowledge=none"], run_name="alone")
+    outcome = run_training(job, "student", teacher_checkpoint=None)
+    state = load_state(outcome.best_checkpoint)
+    assert state["config"].loss.knowledge == "none"
+    epoch = state["history"][0]
+    assert epoch["train_soft"] == epoch["train_feature"] == 0.0
+    assert epoch["train_total"] == pytest.approx(job.loss.lambda3 * epoch["train_hard"])
