@@ -118,13 +118,36 @@ def search_algorithm(space: SearchSpace):
     return None
 
 
+def pinned_space(space_path: Path, folder: Path, sweep_name: str, resuming: bool) -> Path:
+    """The sweep's own copy of its space file, which every trial reads.
+
+    Written when the sweep starts; a resumed sweep keeps the space it started with, even if the
+    user's file changed since (it says so).
+    """
+    pinned = folder / f"{sweep_name}-space.yaml"
+    text = space_path.read_text()
+    if resuming and pinned.is_file():
+        if pinned.read_text() != text:
+            print(f"note: {space_path} changed since sweep {sweep_name} started; resuming with "
+                  f"its original space, {pinned}")  # fmt: skip
+        return pinned
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = pinned.with_suffix(".tmp")
+    staging.write_text(text)
+    os.replace(staging, pinned)
+    return pinned
+
+
 def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
     """Run (or resume) the sweep; return the best trial's summary (also saved as JSON)."""
-    space = load_space(space_path)
-    base = resolve_data(space.job({}))
     sweep_name = sweep_name or f"sweep-{Path(space_path).stem}"
+    storage = storage_path(load_space(space_path).job({}))
+    sweep_dir = storage / "sweeps" / sweep_name
+    resuming = tune.Tuner.can_restore(str(sweep_dir))
+    space_file = pinned_space(Path(space_path), storage / "sweeps", sweep_name, resuming)
+    space = load_space(space_file)
+    base = resolve_data(space.job({}))
     uri = tracking_uri(base.tracking.tracking_uri)
-    storage = storage_path(base)
     ensure_ray()
     teachers = ensure_teachers(space, base)
     params = {"space": str(Path(space_path).resolve()), **flatten(to_dict(base))}
@@ -132,7 +155,7 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
         uri, base.tracking.experiment, sweep_name, params, {"sffb.mode": "sweep"}
     )
     settings = {
-        "space": str(Path(space_path).resolve()),
+        "space": str(space_file),
         "sweep": sweep_name,
         "shards": base.data.shards,
         "storage": str(storage),
@@ -144,8 +167,7 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, settings=settings), {"cpu": space.tune.cpus_per_trial}
     )
-    sweep_dir = storage / "sweeps" / sweep_name
-    if tune.Tuner.can_restore(str(sweep_dir)):
+    if resuming:
         tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(

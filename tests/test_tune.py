@@ -71,7 +71,9 @@ def _kill_when_second_trial_has_an_epoch(driver, client: MlflowClient, log: Path
     raise AssertionError(f"sweep never reached its second trial:\n{log.read_text()[-3000:]}")
 
 
-def test_sweep_killed_and_relaunched_resumes_without_rerunning(prepared, tmp_path, ray_session):
+def test_sweep_killed_and_relaunched_resumes_without_rerunning(
+    prepared, tmp_path, ray_session, capsys
+):
     shards, _ = prepared
     space = _space(tmp_path, shards)
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
@@ -86,8 +88,14 @@ def test_sweep_killed_and_relaunched_resumes_without_rerunning(prepared, tmp_pat
     started = sorted(_children(_runs(client)), key=lambda c: c.info.start_time)
     ended_before = {c.info.run_name for c in started[:-1]}  # one trial at a time
 
-    # 2. Relaunched with the same name: Tuner.restore finishes the sweep.
+    # 2. The user edits the space file meanwhile; the relaunch must keep the original space.
+    edited = yaml.safe_load(space.read_text())
+    edited["fixed"]["optim.epochs"] = EPOCHS + 1
+    space.write_text(yaml.safe_dump(edited))
+
+    # 3. Relaunched with the same name: Tuner.restore finishes the sweep.
     summary = sweep(space, "resumed")
+    assert "changed since sweep resumed started" in capsys.readouterr().out
 
     runs = _runs(client)
     parents = [r for r in runs if r.info.run_name == "resumed"]
@@ -100,6 +108,7 @@ def test_sweep_killed_and_relaunched_resumes_without_rerunning(prepared, tmp_pat
     for child in children:
         epochs = _epochs(client, child)
         assert epochs == list(range(len(epochs))), f"{child.info.run_name}: epochs {epochs}"
+        assert len(epochs) <= EPOCHS  # the pinned space, not the edited file
         reason = child.data.tags["sffb.stop_reason"]
         assert reason == ("completed" if len(epochs) == EPOCHS else "stopped by ASHA"), reason
         history = client.get_metric_history(child.info.run_id, "val_frame_auc")
