@@ -246,7 +246,7 @@ def compare(
     order = "ascending" if ascending else "descending"
     print(f"{selection.title}: {len(table)} runs, by {sort} ({order})")
     with pd.option_context("display.width", 200, "display.max_columns", None):
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if plots:
         out = out or workdir() / "compare" / experiment
         print("plots and table:", write_outputs(client, selection, table, params, sort, out))
