@@ -98,9 +98,13 @@ class JobConfig:
         """A student learns from the teacher unless its knowledge is ``none`` (SFFB alone)."""
         return mode == "student" and self.loss.knowledge != "none"
 
+    def input_level(self, mode: str) -> str:
+        """The level the trained model sees: compressed for a student, raw for the teacher."""
+        return self.data.student_level if mode == "student" else self.data.teacher_level
+
     def training_levels(self, mode: str) -> tuple[str, ...]:
         """The levels a training batch holds: the teacher's (when used), then the model's input."""
-        own = self.data.student_level if mode == "student" else self.data.teacher_level
+        own = self.input_level(mode)
         return (self.data.teacher_level, own) if self.uses_teacher(mode) else (own,)
 
     def __post_init__(self) -> None:

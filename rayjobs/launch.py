@@ -75,7 +75,7 @@ def storage_path(job: JobConfig) -> Path:
 
 def default_run_name(job: JobConfig, mode: str) -> str:
     methods = "-".join(job.data.methods) or "all"
-    level = job.data.student_level if mode == "student" else job.data.teacher_level
+    level = job.input_level(mode)
     return f"{mode}-{job.model.backbone}-{job.model.fusion}-{methods}-{level}"
 
 
@@ -145,11 +145,10 @@ def run_training(
             effective.write_text(yaml.safe_dump(to_dict(job), sort_keys=False))
             client.log_artifact(run_id, str(effective))
 
-    input_level = job.data.student_level if mode == "student" else job.data.teacher_level
     size = job.model.image_size
     datasets = {
         "train": paired_dataset(job.data, "train", job.training_levels(mode), size, augment=True),
-        "val": paired_dataset(job.data, "val", (input_level,), size, augment=False),
+        "val": paired_dataset(job.data, "val", (job.input_level(mode),), size, augment=False),
     }
     use_gpu = _use_gpu(job)
     resources = {"CPU": job.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}

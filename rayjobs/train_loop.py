@@ -92,8 +92,9 @@ def epoch_summary(metrics: dict[str, Any], epochs: int) -> str:
 def train_worker(loop_config: dict) -> None:
     """Ray Train entry: ``loop_config`` = job (dict), mode, levels, teacher checkpoint."""
     job = from_dict(JobConfig, loop_config["job"])
-    distilling = loop_config["mode"] == "student"
-    input_level = job.data.student_level if distilling else job.data.teacher_level
+    mode = loop_config["mode"]
+    distilling = mode == "student"
+    input_level = job.input_level(mode)
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
@@ -120,13 +121,13 @@ def train_worker(loop_config: dict) -> None:
         best_auc = state["best_auc"]
 
     teacher = None
-    if job.uses_teacher(loop_config["mode"]):
+    if job.uses_teacher(mode):
         teacher = load_model(Path(loop_config["teacher_checkpoint"]), device).requires_grad_(False)
         if job.scaling.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
     loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
 
-    levels = job.training_levels(loop_config["mode"])
+    levels = job.training_levels(mode)
     on_device = job.data.augment_on == "device"
     step = TrainingStep(
         model, teacher, loss_fn, optimiser, job, input_level, levels, device,
