@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from data_prep import storage
 
 SHARD_GLOB = "part-*.parquet"
 NOTES_KEY = "sffb.notes"
@@ -57,19 +60,20 @@ def row_schema(levels: Sequence[str]) -> pa.Schema:
     return pa.schema(fields, metadata={"sffb.levels": ",".join(levels)})
 
 
-def shard_notes(path: Path) -> list[dict]:
+def shard_notes(location: str) -> list[dict]:
     """The notes (``{"video_key", "note"}``) a finished shard's footer holds."""
-    metadata = pq.read_metadata(path).metadata or {}
+    fs, path = storage.filesystem(location)
+    metadata = pq.read_metadata(path, filesystem=fs).metadata or {}
     return json.loads(metadata.get(NOTES_KEY.encode(), b"[]"))
 
 
-def shard_path(output: Path, split: str, index: int) -> Path:
-    return output / split / f"part-{index:05d}.parquet"
+def shard_path(output: str | Path, split: str, index: int) -> str:
+    return storage.join(output, split, f"part-{index:05d}.parquet")
 
 
-def complete_shards(output: Path, split: str) -> list[Path]:
-    """The finished shards of a split, in order (temporary files are never matched)."""
-    return sorted((output / split).glob(SHARD_GLOB))
+def complete_shards(output: str | Path, split: str) -> list[str]:
+    """The finished shards of a split (paths or URIs), in order; temporary files never match."""
+    return storage.list_files(storage.join(output, split), SHARD_GLOB)
 
 
 class ShardWriter:
@@ -77,13 +81,16 @@ class ShardWriter:
 
     A shard is closed after the video that brings it to the target, so shard boundaries depend on
     the content only: the same videos in the same order give the same shards, byte for byte.
+    ``output`` may be a URI: a shard is then staged on local disk and put whole when complete.
     """
 
-    def __init__(self, output: Path, split: str, schema: pa.Schema, target_bytes: int, start: int):
+    def __init__(
+        self, output: str | Path, split: str, schema: pa.Schema, target_bytes: int, start: int
+    ):
         self.output, self.split, self.schema = output, split, schema
         self.target_bytes = target_bytes
         self.index = start
-        self.written: list[Path] = []
+        self.written: list[str] = []
         self._writer: pq.ParquetWriter | None = None
         self._temporary: Path | None = None
         self._bytes = 0
@@ -92,14 +99,24 @@ class ShardWriter:
     def write(self, table: pa.Table, notes: Sequence[dict] = ()) -> None:
         """Append one video's rows (and its notes, kept in the shard's footer)."""
         if self._writer is None:
-            self._temporary = shard_path(self.output, self.split, self.index).with_suffix(".tmp")
-            self._temporary.parent.mkdir(parents=True, exist_ok=True)
+            self._temporary = self._staging_path()
             self._writer = pq.ParquetWriter(self._temporary, self.schema, compression="none")
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self._notes.extend(notes)
         self._bytes += table.nbytes
         if self._bytes >= self.target_bytes:
             self._finish()
+
+    def _staging_path(self) -> Path:
+        """Beside the shard when local (renamed in place), else in the local temp folder."""
+        final = shard_path(self.output, self.split, self.index)
+        local = storage.local_path(final)
+        if local is not None:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            return local.with_suffix(".tmp")
+        handle, name = tempfile.mkstemp(prefix="sffb-shard-", suffix=".parquet.tmp")
+        os.close(handle)
+        return Path(name)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -109,7 +126,11 @@ class ShardWriter:
         self._writer.add_key_value_metadata({NOTES_KEY: json.dumps(self._notes)})
         self._writer.close()
         final = shard_path(self.output, self.split, self.index)
-        os.replace(self._temporary, final)
+        if storage.is_uri(final):
+            storage.upload_file(self._temporary, final)
+            self._temporary.unlink()
+        else:
+            os.replace(self._temporary, final)
         self.written.append(final)
         self._writer, self._temporary, self._bytes, self._notes = None, None, 0, []
         self.index += 1

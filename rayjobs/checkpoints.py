@@ -4,10 +4,12 @@ It holds the model, the optimiser, the epoch, the per-epoch metric history, the 
 AUC so far and the job configuration (as JSON), so a checkpoint alone rebuilds its model. Beside
 it, ``metrics.json`` holds the epoch's metrics, so the best checkpoint of a run can be found in
 its folder without loading any weights (a Tune trial stopped by its scheduler leaves only that).
+Checkpoints are read from any location the storage layer knows (a path, ``s3://...``).
 """
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 import torch
 
+from data_prep import storage
 from rayjobs.config import JobConfig
 from rayjobs.configtree import from_dict, to_dict
 from sffb.model import SFFB
@@ -34,25 +37,35 @@ def save_state(directory: Path, **state: Any) -> Path:
     return path
 
 
-def best_stored_checkpoint(run_dir: Path, metric: str) -> Path | None:
+def best_stored_checkpoint(run_dir: str, metric: str) -> str | None:
     """The ``epoch_*`` folder of a run with the highest ``metric`` (the later one on a tie)."""
     scored = []
-    for folder in sorted(Path(run_dir).glob("epoch_*")):
-        if (folder / STATE_FILE).is_file() and (folder / METRICS_FILE).is_file():
-            scored.append((json.loads((folder / METRICS_FILE).read_text())[metric], folder.name))
-    return Path(run_dir) / max(scored)[1] if scored else None
+    for folder in storage.list_dirs(run_dir, "epoch_*"):
+        files = {storage.name(f) for f in storage.list_files(folder)}
+        if {STATE_FILE, METRICS_FILE} <= files:
+            metrics = json.loads(storage.read_text(storage.join(folder, METRICS_FILE)))
+            scored.append((metrics[metric], storage.name(folder)))
+    return storage.join(run_dir, max(scored)[1]) if scored else None
 
 
-def load_state(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+def has_checkpoint(directory: str | Path) -> bool:
+    """A complete checkpoint is there (``state.pt`` is written, or published, last)."""
+    return storage.is_file(storage.join(directory, STATE_FILE))
+
+
+def load_state(directory: str | Path) -> dict[str, Any]:
+    """The checkpoint in ``directory`` (a path or a URI), on the CPU."""
+    path = storage.join(directory, STATE_FILE)
+    try:
+        data = storage.read_bytes(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: checkpoint file not found") from None
+    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     state["config"] = from_dict(JobConfig, json.loads(state["config"]))
     return state
 
 
-def load_model(directory: Path, device: torch.device | str = "cpu") -> SFFB:
+def load_model(directory: str | Path, device: torch.device | str = "cpu") -> SFFB:
     """The checkpoint's SFFB in eval mode (weights from the file, not from ImageNet)."""
     state = load_state(directory)
     config = state["config"]

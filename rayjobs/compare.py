@@ -27,7 +27,7 @@ from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
-from data_prep.defaults import workdir
+from data_prep.defaults import local_workdir
 from rayjobs.config import TrackingConfig
 from rayjobs.tracking import tracking_uri
 
@@ -248,7 +248,7 @@ def compare(
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     if plots:
-        out = out or workdir() / "compare" / experiment
+        out = out or local_workdir() / "compare" / experiment
         print("plots and table:", write_outputs(client, selection, table, params, sort, out))
     return table
 

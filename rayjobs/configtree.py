@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from data_prep import storage
+
 T = TypeVar("T")
 
 
@@ -116,9 +118,10 @@ def nest(key: str, value: Any) -> dict[str, Any]:
     return value
 
 
-def load_yaml(path: Path) -> dict[str, Any]:
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from a path or a URI (a sweep's pinned space file on shared storage)."""
     try:
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = yaml.safe_load(storage.read_text(path)) or {}
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read configuration ({error})") from error
     if not isinstance(data, dict):

@@ -8,8 +8,6 @@ normalisation and the DCT happen on the training worker's device.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,6 +15,7 @@ import ray.data
 import torch
 from ray.data.expressions import col
 
+from data_prep import storage
 from data_prep.shards import complete_shards, png_column
 from rayjobs.augment import augment_together
 from rayjobs.config import AugmentConfig, DataConfig
@@ -26,17 +25,20 @@ class DataError(ValueError):
     """Shards that cannot feed the configured job (checked before any worker starts)."""
 
 
-def shard_files(shards: Path, split: str) -> list[str]:
-    files = complete_shards(Path(shards), split)
+def shard_files(shards: str, split: str) -> list[str]:
+    """The split's shard files (paths or URIs); ``DataError`` naming the folder if none."""
+    files = complete_shards(shards, split)
     if not files:
-        raise DataError(f"{Path(shards) / split}: no shards (part-*.parquet) for split {split!r}")
-    return [str(f) for f in files]
+        where = storage.join(shards, split)
+        raise DataError(f"{where}: no shards (part-*.parquet) for split {split!r}")
+    return files
 
 
-def check_levels(shards: Path, split: str, levels: tuple[str, ...]) -> None:
+def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> None:
     """Fail early, naming the shard, when a level the job needs was not prepared."""
     first = shard_files(shards, split)[0]
-    columns = set(pq.read_schema(first).names)
+    fs, path = storage.filesystem(first)
+    columns = set(pq.read_schema(path, filesystem=fs).names)
     missing = [level for level in levels if png_column(level) not in columns]
     if missing:
         have = sorted(c.removeprefix("png_") for c in columns if c.startswith("png_"))
@@ -104,7 +106,7 @@ def paired_dataset(
     ``config.augment_on == "cpu"`` (else the training worker augments on its device);
     evaluation input keeps the ``video_key`` column for video-level metrics.
     """
-    shards = Path(config.shards)
+    shards = config.shards
     check_levels(shards, split, levels)
     columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
     dataset = ray.data.read_parquet(

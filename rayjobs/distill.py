@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
+from data_prep import storage
+from rayjobs.checkpoints import has_checkpoint
 from rayjobs.config import JobConfig, add_config_arguments, config_from_args
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import (
@@ -27,17 +28,16 @@ from rayjobs.launch import (
 from rayjobs.tracking import find_run, tracking_uri
 
 
-def ensure_teacher(
-    job: JobConfig, checkpoint: Path | None, uri: str
-) -> tuple[Path, dict[str, str]]:
+def ensure_teacher(job: JobConfig, checkpoint: str | None, uri: str) -> tuple[str, dict[str, str]]:
     """The teacher's checkpoint (pretrained now if absent) and the tags that link its run."""
     teacher_name = job.tracking.teacher_run or default_run_name(job, "teacher")
     if checkpoint is None:
         checkpoint = best_checkpoint_path(storage_path(job), teacher_name)
-        if not (checkpoint / "state.pt").is_file():
+        if not has_checkpoint(checkpoint):
             print(f"no teacher at {checkpoint}: pretraining {teacher_name}")
             run_training(job, "teacher")
-    links = {"sffb.teacher_checkpoint": str(checkpoint)}
+    checkpoint = storage.normalise(checkpoint)
+    links = {"sffb.teacher_checkpoint": checkpoint}
     teacher_run_id = find_run(uri, job.tracking.experiment, teacher_name)
     if teacher_run_id is not None:
         links.update({"sffb.teacher_run_id": teacher_run_id, "mlflow.parentRunId": teacher_run_id})
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
     parser.add_argument(
-        "--teacher-checkpoint", type=Path, help="folder with the teacher's state.pt"
+        "--teacher-checkpoint", help="folder (path or URI) with the teacher's state.pt"
     )
     parser.add_argument(
         "--skip-test", action="store_true", help="do not evaluate on the test split"
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_test:
             evaluate(
                 student.best_checkpoint,
-                Path(job.data.shards),
+                job.data.shards,
                 (job.data.student_level,),
                 job.data.methods,
                 run_id=student.mlflow_run_id,

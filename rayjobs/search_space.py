@@ -121,9 +121,8 @@ def _examples(kind: str, arg: Any) -> list[Any]:
     return list(arg) if kind in ("choice", "grid") else [arg]
 
 
-def load_space(path: Path) -> SearchSpace:
-    """Read and validate a space file; errors name the file and the key."""
-    path = Path(path)
+def load_space(path: str | Path) -> SearchSpace:
+    """Read and validate a space file (a path or a URI); errors name the file and the key."""
     data = load_yaml(path)
     unknown = sorted(set(data) - {"preset", "fixed", "search", "tune"})
     if unknown:

@@ -20,6 +20,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.train import UserCallback
 
+from data_prep import storage
 from data_prep.defaults import workdir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,14 +29,33 @@ REPO = Path(__file__).resolve().parents[1]
 def tracking_uri(configured: str = "") -> str:
     """Configured URI, else ``$MLFLOW_TRACKING_URI``, else SQLite under ``$SFFB_HOME``.
 
-    MLflow 3's file store is in maintenance mode, hence a database even for local runs.
+    MLflow 3's file store is in maintenance mode, hence a database even for local runs. On a
+    cluster use a tracking server (``http://...``); the preflight refuses a SQLite file that
+    not every node sees.
     """
     if configured:
         return configured
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    workdir().mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{workdir() / 'mlflow.db'}"
+    home = storage.local_path(workdir())
+    if home is None:
+        raise ValueError(
+            f"SFFB_HOME={workdir()} is not a local folder, so it cannot hold the SQLite MLflow "
+            "store: start a tracking server (README, 'From one machine to a cluster') and set "
+            "MLFLOW_TRACKING_URI=http://HOST:5000"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{home / 'mlflow.db'}"
+
+
+def is_server(uri: str) -> bool:
+    """A tracking server decides where artifacts go (``mlflow server --artifacts-destination``)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` tracking URI, else None."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
 def git_commit() -> str:
@@ -48,8 +68,12 @@ def git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else "none"
+def file_sha256(location: str | Path) -> str:
+    """SHA-256 of a file at a path or URI; ``none`` when absent."""
+    try:
+        return hashlib.sha256(storage.read_bytes(location)).hexdigest()
+    except FileNotFoundError:
+        return "none"
 
 
 def find_run(uri: str, experiment: str, run_name: str) -> str | None:
@@ -83,13 +107,24 @@ def find_or_create_run(
         return existing, False
     found = client.get_experiment_by_name(experiment)
     if found is None:
-        artifacts = (workdir() / "mlartifacts" / experiment).as_uri()
-        experiment_id = client.create_experiment(experiment, artifact_location=artifacts)
+        experiment_id = client.create_experiment(
+            experiment, artifact_location=artifact_location(uri, experiment)
+        )
     else:
         experiment_id = found.experiment_id
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return run.info.run_id, True
+
+
+def artifact_location(uri: str, experiment: str) -> str | None:
+    """Where a new experiment's artifacts go: the server's choice for a tracking server;
+    beside a local database otherwise (MLflow would put them in the working directory)."""
+    if is_server(uri):
+        return None
+    database = sqlite_file(uri)
+    folder = database.parent if database else Path(storage.local_path(workdir()) or ".")
+    return (folder / "mlartifacts" / experiment).resolve().as_uri()
 
 
 class EpochLogger(UserCallback):

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +13,7 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from rayjobs.compare import main
+from tests.servers import mlflow_server
 
 EXPERIMENT = "compare-test"
 # trial -> (lambda2, fusion, val_frame_auc per epoch, final val_frame_eer, stop reason)
@@ -136,44 +133,15 @@ def test_unknown_experiment_lists_the_known_ones(store):
         main(["--uri", uri, "--experiment", "nope"])
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture()
-def mlflow_server(store, tmp_path) -> Iterator[str]:
+def mlflow_ui(store, tmp_path) -> Iterator[str]:
     """``mlflow server`` on the store, on 127.0.0.1 only, as the README tells users to run it."""
     uri, _ = store
-    port = _free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    log = tmp_path / "mlflow-server.log"
-    with log.open("w") as sink:
-        server = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT)
-    address = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _healthy(address):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.5)
+    with mlflow_server(uri, tmp_path / "mlflow-server.log") as address:
         yield address
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
-def _healthy(address: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{address}/health", timeout=2) as answer:
-            return answer.status == 200
-    except OSError:
-        return False
-
-
-def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_server):
+def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_ui):
     """The experiment page, rendered by headless Chromium, shows the trials under their sweep."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -189,7 +157,7 @@ def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_server):
         )
         try:
             page = browser.new_page()
-            page.goto(f"{mlflow_server}/#/experiments/{experiment_id}/runs")
+            page.goto(f"{mlflow_ui}/#/experiments/{experiment_id}/runs")
             sweep_name = page.get_by_text("s2", exact=True)
             sweep_name.wait_for(timeout=60_000)
             # Child runs are folded under their parent: unfold the sweep as a user would.
