@@ -16,7 +16,7 @@ import yaml
 
 from data_prep import defaults
 from data_prep.compress import CompressConfig, compress_dataset
-from data_prep.prepare import PrepareConfig, prepare
+from data_prep.prepare import InputUnavailableError, PrepareConfig, prepare
 from data_prep.synthetic import main as synthetic_main
 
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
     prep = commands.add_parser("prepare", help="videos -> paired face-crop Parquet shards")
     _common(prep)
-    prep.add_argument("--output", help="folder for shards and manifest.json")
+    prep.add_argument("--output", help="folder or URI (s3://...) for shards and manifest.json")
     prep.add_argument("--methods", nargs="+", help="manipulations/folders to include")
     prep.add_argument("--splits-dir", dest="splits_dir", help="FF++ train/val/test.json folder")
     prep.add_argument("--frames-per-video", dest="frames_per_video", type=int)
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
             if not config.output:
                 raise ValueError("--output is required with --root or --config")
             manifest = prepare(config, overwrite=args.overwrite)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, InputUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(json.dumps({k: manifest[k] for k in ("rows", "total_rows")}, indent=2))

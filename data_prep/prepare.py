@@ -13,18 +13,20 @@ import hashlib
 import json
 import os
 import platform
-import shutil
+import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from tqdm import tqdm
 
-from data_prep.cluster import ensure_ray
+from data_prep import storage
+from data_prep.cluster import ensure_ray, format_problems, on_every_node
 from data_prep.extract import ExtractOptions, extract_rows
 from data_prep.faces import build_detector
 from data_prep.readers import read_dataset
@@ -60,6 +62,14 @@ class PrepareConfig:
         return ExtractOptions(self.levels, self.frames_per_video, self.crop_size, self.margin)
 
 
+class InputUnavailableError(OSError):
+    """An input the driver listed cannot be read on the node that processes it.
+
+    Never a skip: the dataset root is not on storage every node sees, and skipping would lose
+    good videos without a word.
+    """
+
+
 @dataclass
 class _Outcome:
     """What one video task sends back: rows, or the reason there are none."""
@@ -69,8 +79,42 @@ class _Outcome:
     notes: list[str] = field(default_factory=list)
 
 
+def _check_inputs_visible(record: VideoRecord) -> None:
+    """Raise ``InputUnavailableError`` when a level's file is not readable on this node."""
+    for level, path in record.paths.items():
+        if not Path(path).is_file() or not os.access(path, os.R_OK):
+            node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else "local"
+            raise InputUnavailableError(
+                f"{path} ({level} of {record.video_key}): not readable on node "
+                f"{socket.gethostname()} (Ray node {node[:12]}), although the driver listed it; "
+                "the dataset root must be on storage that every node mounts at the same path"
+            )
+
+
+def _root_problems(root: str) -> list[str]:
+    """Run on each node: is the dataset root a readable folder there?"""
+    path = Path(root)
+    if path.is_dir() and os.access(path, os.R_OK | os.X_OK):
+        return []
+    return [f"{root}: the dataset root is not a readable folder on this node"]
+
+
+def check_root_on_every_node(root: Path) -> None:
+    """Fail in seconds, naming the node, when a node cannot read the dataset root."""
+    report = format_problems(on_every_node(_root_problems, str(root)))
+    if report:
+        raise InputUnavailableError(
+            "the dataset root must be on storage that every node mounts at the same path:\n"
+            + report
+        )
+
+
 def process_video(record: VideoRecord, config: PrepareConfig) -> _Outcome:
-    """Rows of one video, or a recorded reason; never raises for a bad video."""
+    """Rows of one video, or a recorded reason; never raises for a bad video.
+
+    Raises ``InputUnavailableError`` for an input this node cannot see (a cluster problem).
+    """
+    _check_inputs_visible(record)
     try:
         table, notes = extract_rows(
             record, config.extract_options(), build_detector(config.detector)
@@ -106,9 +150,19 @@ def _ordered_results(records: list[VideoRecord], config: PrepareConfig, window: 
         pending.append((record, _process_video_task.remote(record, config_ref)))
         if len(pending) >= window:
             record, ref = pending.pop(0)
-            yield record, ray.get(ref)
+            yield record, _result(ref)
     for record, ref in pending:
-        yield record, ray.get(ref)
+        yield record, _result(ref)
+
+
+def _result(ref: ray.ObjectRef) -> _Outcome:
+    """A task's outcome; an input missing on its node is re-raised as itself, not wrapped."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, InputUnavailableError):
+            raise InputUnavailableError(str(error.cause)) from None
+        raise
 
 
 def _versions() -> dict[str, str]:
@@ -122,45 +176,43 @@ def _versions() -> dict[str, str]:
     return found
 
 
-def _write_json(path: Path, content: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+def _write_json(location: str, content: dict) -> None:
+    storage.write_text(location, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 def _config_json(config: PrepareConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
-def _clear(output: Path) -> None:
+def _clear(output: str) -> None:
     """Remove what an earlier preparation wrote (only its own files)."""
     for split in SPLITS:
-        shutil.rmtree(output / split, ignore_errors=True)
-    (output / MANIFEST).unlink(missing_ok=True)
+        storage.remove(storage.join(output, split))
+    storage.remove(storage.join(output, MANIFEST))
 
 
-def _summarise(output: Path) -> dict:
+def _summarise(output: str) -> dict:
     """Row counts per split/method/label, and each shard's rows and checksum, from the shards."""
     counts: Counter = Counter()
     shards = []
     for split in SPLITS:
         for path in complete_shards(output, split):
-            table = pq.read_table(path, columns=["method", "label"])
+            data = storage.read_bytes(path)
+            table = pq.read_table(pa.BufferReader(data), columns=["method", "label"])
             for method, label in zip(
                 table["method"].to_pylist(), table["label"].to_pylist(), strict=True
             ):
                 counts[(split, method, label)] += 1
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            shards.append(
-                {"path": str(path.relative_to(output)), "rows": table.num_rows, "sha256": digest}
-            )
+            digest = hashlib.sha256(data).hexdigest()
+            relative = f"{split}/{storage.name(path)}"
+            shards.append({"path": relative, "rows": table.num_rows, "sha256": digest})
     rows: dict = {}
     for (split, method, label), n in sorted(counts.items()):
         rows.setdefault(split, {}).setdefault(method, {})[str(label)] = n
     return {"rows": rows, "total_rows": sum(counts.values()), "shards": shards}
 
 
-def _all_notes(output: Path) -> list[dict]:
+def _all_notes(output: str) -> list[dict]:
     """Every finished shard's notes: a resumed run's earlier shards keep theirs."""
     return [n for split in SPLITS for s in complete_shards(output, split) for n in shard_notes(s)]
 
@@ -168,13 +220,14 @@ def _all_notes(output: Path) -> list[dict]:
 def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = True) -> dict:
     """Prepare (or finish preparing) ``config.output``; return the manifest.
 
-    Runs on the Ray cluster this process is connected to, or starts a local one.
+    Runs on the Ray cluster this process is connected to, or the one ``ensure_ray`` finds.
+    ``config.output`` may be a path or a URI (``s3://...``).
     """
-    output = Path(config.output).resolve()
-    manifest_path = output / MANIFEST
+    output = storage.normalise(config.output)
+    manifest_path = storage.join(output, MANIFEST)
     wanted = _config_json(config)
-    if manifest_path.is_file():
-        previous = json.loads(manifest_path.read_text())
+    if storage.is_file(manifest_path):
+        previous = json.loads(storage.read_text(manifest_path))
         if overwrite:
             _clear(output)
         elif previous.get("config") != wanted:
@@ -186,7 +239,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
             return previous
     elif overwrite:
         _clear(output)
-    output.mkdir(parents=True, exist_ok=True)
+    storage.makedirs(output)
     _write_json(manifest_path, {"config": wanted, "complete": False, "versions": _versions()})
 
     found = read_dataset(
@@ -200,15 +253,19 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     skipped: list[Skip] = list(found.skipped)
     done_keys, start = set(), {}
     for split in SPLITS:
-        for temporary in (output / split).glob("*.tmp"):
+        local = storage.local_path(storage.join(output, split))
+        for temporary in local.glob("*.tmp") if local else ():
             temporary.unlink()  # an unfinished shard of an interrupted run: redone below
         shards = complete_shards(output, split)
         start[split] = len(shards)
         for path in shards:
-            done_keys.update(pq.read_table(path, columns=["video_key"])["video_key"].to_pylist())
+            fs, inner = storage.filesystem(path)
+            keys = pq.read_table(inner, columns=["video_key"], filesystem=fs)["video_key"]
+            done_keys.update(keys.to_pylist())
     todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
 
     ensure_ray()
+    check_root_on_every_node(Path(config.root).resolve())
     window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     schema = row_schema(config.levels)
     target_bytes = int(config.shard_target_mb * 1024 * 1024)

@@ -18,6 +18,7 @@ from sffb.model import SFFBConfig
 
 PRESETS = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "cpu-demo"
+PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    shards: str = ""  # prepared shards (data_prep); "" = the embedded synthetic dataset
+    shards: str = ""  # prepared shards, a path or URI (data_prep); "" = the embedded dataset
     methods: tuple[str, ...] = ()  # fake methods to use besides every real; () = all
     teacher_level: str = "raw"
     student_level: str = "c23"
@@ -73,13 +74,15 @@ class ScalingConfig:
     # GPU DDP: BatchNorm statistics over the global batch, not each GPU's few samples.
     sync_batchnorm: bool = True
     max_failures: int = 2  # worker failures recovered from the latest checkpoint
+    # How Ray places the workers: PACK (fewest nodes), SPREAD (one per node where possible).
+    placement_strategy: str = "PACK"
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "sffb"
     run_name: str = ""  # "" = derived from the job, method and level; same name = resume
-    storage_path: str = ""  # checkpoints; "" = $SFFB_HOME/runs
+    storage_path: str = ""  # checkpoints, a path or URI (s3://...); "" = $SFFB_HOME/runs
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else SQLite under $SFFB_HOME
     teacher_run: str = ""  # distillation: the teacher run's name ("" = the default teacher)
 
@@ -123,6 +126,11 @@ class JobConfig:
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(
                 f"scaling.use_gpu: expected auto, yes or no, got {self.scaling.use_gpu!r}"
+            )
+        if self.scaling.placement_strategy not in PLACEMENT_STRATEGIES:
+            raise ValueError(
+                f"scaling.placement_strategy: expected one of {PLACEMENT_STRATEGIES}, "
+                f"got {self.scaling.placement_strategy!r}"
             )
         if self.data.augment_on not in ("device", "cpu"):
             raise ValueError(

@@ -22,11 +22,13 @@ import ray.data
 import torch
 from mlflow.tracking import MlflowClient
 
+from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
-from rayjobs.checkpoints import load_model, load_state
+from rayjobs.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.config import DataConfig
-from rayjobs.data import paired_dataset
-from rayjobs.launch import ensure_ray
+from rayjobs.data import paired_dataset, shard_files
+from rayjobs.launch import USER_ERRORS, ensure_ray
+from rayjobs.preflight import Needs, check_every_node
 from rayjobs.tracking import find_or_create_run, tracking_uri
 from sffb.metrics import DetectionReport, evaluate_detection, roc_curve
 from sffb.model import SFFB
@@ -39,7 +41,7 @@ class Scorer:
 
     def __init__(self, checkpoint: str, levels: tuple[str, ...]) -> None:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        self.model = load_model(Path(checkpoint), self.device)
+        self.model = load_model(checkpoint, self.device)
         self.levels = levels
 
     @torch.no_grad()
@@ -69,17 +71,23 @@ class TableRow:
 
 
 def score_test_split(
-    checkpoint: Path, shards: Path, levels: tuple[str, ...], methods: tuple[str, ...] = ()
+    checkpoint: str, shards: str, levels: tuple[str, ...], methods: tuple[str, ...] = ()
 ) -> dict[str, np.ndarray]:
-    """Scores of every test row at every level (columns ``score_<level>``)."""
-    ensure_ray()
+    """Scores of every test row at every level (columns ``score_<level>``).
+
+    ``checkpoint`` and ``shards`` are paths or URIs; every node must see both (checked first).
+    """
+    checkpoint, shards = storage.normalise(checkpoint), storage.normalise(shards)
     image_size = load_state(checkpoint)["config"].model.image_size
-    data = DataConfig(shards=str(shards), methods=methods)
+    ensure_ray()
+    readable = (shard_files(shards, "test")[0], storage.join(checkpoint, STATE_FILE))
+    check_every_node(Needs(readable))
+    data = DataConfig(shards=shards, methods=methods)
     dataset = paired_dataset(data, "test", levels, image_size, augment=False)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     scored = dataset.map_batches(
         Scorer,
-        fn_constructor_args=(str(checkpoint), levels),
+        fn_constructor_args=(checkpoint, levels),
         batch_size=64,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=1),
@@ -171,8 +179,8 @@ def log_table(uri: str, run_id: str, table: list[TableRow], scores, levels) -> N
 
 
 def evaluate(
-    checkpoint: Path,
-    shards: Path,
+    checkpoint: str,
+    shards: str,
     levels: tuple[str, ...],
     methods: tuple[str, ...] = (),
     run_id: str | None = None,
@@ -189,18 +197,22 @@ def evaluate(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, required=True, help="folder holding state.pt")
-    parser.add_argument("--shards", type=Path, help="prepared shards (default: embedded)")
+    parser.add_argument("--checkpoint", required=True, help="folder (path or URI) holding state.pt")
+    parser.add_argument("--shards", help="prepared shards, path or URI (default: embedded)")
     parser.add_argument("--levels", nargs="+", default=["c23", "c40"])
     parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
     parser.add_argument("--experiment", default="sffb")
     args = parser.parse_args(argv)
-    shards = args.shards or Path(embedded_prepare_config().output)
+    shards = args.shards or embedded_prepare_config().output
     uri = tracking_uri()
-    name = f"evaluate-{Path(args.checkpoint).resolve().parent.name}"
+    name = f"evaluate-{storage.name(storage.parent(storage.normalise(args.checkpoint)))}"
     params = {"checkpoint": str(args.checkpoint), "levels": ",".join(args.levels)}
     run_id, _ = find_or_create_run(uri, args.experiment, name, params, {"sffb.mode": "evaluate"})
-    evaluate(args.checkpoint, shards, tuple(args.levels), tuple(args.methods), run_id, uri)
+    try:
+        evaluate(args.checkpoint, shards, tuple(args.levels), tuple(args.methods), run_id, uri)
+    except USER_ERRORS as error:
+        MlflowClient(uri).set_terminated(run_id, "FAILED")
+        raise SystemExit(f"error: {error}") from None
     MlflowClient(uri).set_terminated(run_id, "FINISHED")
 
 

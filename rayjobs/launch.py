@@ -1,15 +1,14 @@
 """Build and run one TorchTrainer job (teacher pretraining or student distillation).
 
-Everything that can be wrong with a configuration is checked here, on the driver, before any
-worker starts: the backbone and fusion names, the shards and their levels, the teacher
-checkpoint. Storage paths are made absolute (Ray resolves relative ones inside a job's working
-directory).
+Everything that can be wrong with a configuration is checked here before any worker starts: the
+backbone and fusion names, the shards and their levels, the teacher checkpoint (on the driver),
+then that every node of the cluster sees the shards, the teacher and the storage
+(``rayjobs.preflight``). Every location is a path or a URI (``data_prep.storage``); local paths
+are made absolute (Ray resolves relative ones inside a job's working directory).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,18 +21,21 @@ from ray.train import CheckpointConfig, FailureConfig, RunConfig
 from ray.train import ScalingConfig as RayScaling
 from ray.train.torch import TorchTrainer
 
+from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
-from rayjobs.checkpoints import STATE_FILE, best_stored_checkpoint
+from rayjobs.checkpoints import STATE_FILE, best_stored_checkpoint, has_checkpoint
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
-from rayjobs.data import DataError, check_levels, paired_dataset
+from rayjobs.data import DataError, check_levels, paired_dataset, shard_files
+from rayjobs.preflight import Needs, PreflightError, check_every_node
 from rayjobs.tracking import (
     EpochLogger,
     file_sha256,
     find_or_create_run,
     git_commit,
     set_tags,
+    sqlite_file,
     tracking_uri,
 )
 from rayjobs.train_loop import SELECTION_METRIC, train_worker
@@ -57,20 +59,23 @@ class SplitValidationConfig(ray.train.DataConfig):
 class TrainOutcome:
     run_name: str
     mlflow_run_id: str
-    best_checkpoint: Path  # folder holding state.pt, chosen by validation AUC
+    best_checkpoint: str  # folder (path or URI) holding state.pt, chosen by validation AUC
     metrics: dict  # the last epoch's metrics
 
 
 def resolve_data(job: JobConfig) -> JobConfig:
-    """``data.shards`` made absolute; empty means the embedded synthetic shards (made if absent)."""
+    """``data.shards`` made absolute (or kept as a URI); empty means the embedded synthetic
+    shards (made if absent)."""
     if job.data.shards:
-        return replace(job, data=replace(job.data, shards=str(Path(job.data.shards).resolve())))
+        return replace(job, data=replace(job.data, shards=storage.normalise(job.data.shards)))
     ensure_embedded_shards(progress=True)
     return replace(job, data=replace(job.data, shards=embedded_prepare_config().output))
 
 
-def storage_path(job: JobConfig) -> Path:
-    return Path(job.tracking.storage_path or workdir() / "runs").resolve()
+def storage_path(job: JobConfig) -> str:
+    """Where runs, checkpoints and sweeps go: ``tracking.storage_path``, else
+    ``$SFFB_HOME/runs``; an absolute path or a URI."""
+    return storage.normalise(job.tracking.storage_path or storage.join(workdir(), "runs"))
 
 
 def default_run_name(job: JobConfig, mode: str) -> str:
@@ -79,28 +84,37 @@ def default_run_name(job: JobConfig, mode: str) -> str:
     return f"{mode}-{job.model.backbone}-{job.model.fusion}-{methods}-{level}"
 
 
-def best_checkpoint_path(storage: Path, run_name: str) -> Path:
-    """Where a finished run's best checkpoint is copied: a stable path for the next job."""
-    return storage / run_name / "best"
+def best_checkpoint_path(runs: str, run_name: str) -> str:
+    """Where a finished run's best checkpoint is copied: a stable location for the next job."""
+    return storage.join(runs, run_name, "best")
 
 
-def preflight(job: JobConfig, mode: str, teacher_checkpoint: Path | None) -> None:
+def preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None:
     """Refuse bad data or a missing teacher before any worker starts, naming what is wrong.
 
     Names (backbone, fusion, knowledge) were already checked when the JobConfig was built.
+    Checked here, on the driver; ``cluster_preflight`` then checks every node.
     """
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
     for split in ("train", "val"):
-        check_levels(Path(job.data.shards), split, job.training_levels(mode))
-    has_teacher = (
-        teacher_checkpoint is not None and (Path(teacher_checkpoint) / STATE_FILE).is_file()
-    )
+        check_levels(job.data.shards, split, job.training_levels(mode))
+    has_teacher = teacher_checkpoint is not None and has_checkpoint(teacher_checkpoint)
     if job.uses_teacher(mode) and not has_teacher:
         raise FileNotFoundError(
             f"{teacher_checkpoint}: teacher checkpoint ({STATE_FILE}) not found; "
             "run rayjobs/pretrain_teacher.py first or set tracking.teacher_run"
         )
+
+
+def cluster_preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None:
+    """Every alive node reads a shard of each split and the teacher, and shares the storage
+    and the tracking store with the driver (``rayjobs.preflight``)."""
+    readable = [shard_files(job.data.shards, split)[0] for split in ("train", "val")]
+    if job.uses_teacher(mode) and teacher_checkpoint is not None:
+        readable.append(storage.join(teacher_checkpoint, STATE_FILE))
+    database = sqlite_file(tracking_uri(job.tracking.tracking_uri))
+    check_every_node(Needs(tuple(readable), storage_path(job), str(database) if database else ""))
 
 
 def _use_gpu(job: JobConfig) -> bool:
@@ -112,7 +126,7 @@ def _use_gpu(job: JobConfig) -> bool:
 def run_training(
     job: JobConfig,
     mode: str,
-    teacher_checkpoint: Path | None = None,
+    teacher_checkpoint: str | None = None,
     extra_tags: dict[str, str] | None = None,
     callbacks: tuple = (),
 ) -> TrainOutcome:
@@ -121,19 +135,21 @@ def run_training(
     ``callbacks`` are extra Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
     """
     job = resolve_data(job)
+    teacher_checkpoint = storage.normalise(teacher_checkpoint) if teacher_checkpoint else None
     preflight(job, mode, teacher_checkpoint)
     ensure_ray()
+    runs = storage_path(job)
+    storage.makedirs(runs)
+    cluster_preflight(job, mode, teacher_checkpoint)
     run_name = job.tracking.run_name or default_run_name(job, mode)
-    storage = storage_path(job)
-    storage.mkdir(parents=True, exist_ok=True)
 
     uri = tracking_uri(job.tracking.tracking_uri)
-    manifest = Path(job.data.shards) / "manifest.json"
+    manifest = storage.join(job.data.shards, "manifest.json")
     tags = {
         "sffb.mode": mode,
         "sffb.git_commit": git_commit(),
         "sffb.manifest_sha256": file_sha256(manifest),
-        "sffb.storage": str(storage / run_name),
+        "sffb.storage": storage.join(runs, run_name),
         **(extra_tags or {}),
     }
     params = {**flatten(to_dict(job)), "mode": mode}
@@ -157,16 +173,19 @@ def run_training(
         train_loop_config={
             "job": to_dict(job),
             "mode": mode,
-            "teacher_checkpoint": str(teacher_checkpoint) if job.uses_teacher(mode) else None,
+            "teacher_checkpoint": teacher_checkpoint if job.uses_teacher(mode) else None,
         },
         scaling_config=RayScaling(
-            num_workers=job.scaling.num_workers, use_gpu=use_gpu, resources_per_worker=resources
+            num_workers=job.scaling.num_workers,
+            use_gpu=use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=job.scaling.placement_strategy,
         ),
         datasets=datasets,
         dataset_config=SplitValidationConfig(),
         run_config=RunConfig(
             name=run_name,
-            storage_path=str(storage),
+            storage_path=runs,
             failure_config=FailureConfig(max_failures=job.scaling.max_failures),
             checkpoint_config=CheckpointConfig(
                 num_to_keep=2,
@@ -179,32 +198,33 @@ def run_training(
     result = trainer.fit()
     if result.error is not None:
         raise result.error
-    target = publish_best(storage, run_name, uri, run_id, "FINISHED")
+    target = publish_best(runs, run_name, uri, run_id, "FINISHED")
     metrics = {k: v for k, v in result.metrics.items() if k != "history"}
     return TrainOutcome(run_name, run_id, target, metrics)
 
 
-def publish_best(storage: Path, run_name: str, uri: str, run_id: str, status: str) -> Path:
+def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -> str:
     """Copy the run's best checkpoint (by validation AUC) to ``<run>/best``, attach it to the
-    MLflow run and close that run with ``status``; returns the ``best`` folder.
+    MLflow run and close that run with ``status``; returns the ``best`` location.
 
-    Works from the run's folder alone, so a sweep can also finish trials that Tune stopped.
+    Works from the run's folder alone (a path or a URI), so a sweep can also finish trials that
+    Tune stopped.
     """
-    source = best_stored_checkpoint(storage / run_name, SELECTION_METRIC)
+    run_dir = storage.join(runs, run_name)
+    source = best_stored_checkpoint(run_dir, SELECTION_METRIC)
     if source is None:
-        raise FileNotFoundError(f"{storage / run_name}: the run saved no checkpoint")
-    target = best_checkpoint_path(storage, run_name)
-    staging = target.with_name("best.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(source, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+        raise FileNotFoundError(f"{run_dir}: the run saved no checkpoint")
+    target = best_checkpoint_path(runs, run_name)
+    storage.publish_dir(source, target, last=STATE_FILE)
     client = MlflowClient(uri)
-    client.log_artifact(run_id, str(target / STATE_FILE), artifact_path="best_checkpoint")
-    set_tags(uri, run_id, {"sffb.best_checkpoint": str(target)})
+    with tempfile.TemporaryDirectory() as directory:
+        local = Path(directory) / STATE_FILE
+        local.write_bytes(storage.read_bytes(storage.join(target, STATE_FILE)))
+        client.log_artifact(run_id, str(local), artifact_path="best_checkpoint")
+    set_tags(uri, run_id, {"sffb.best_checkpoint": target})
     client.set_terminated(run_id, status)
     return target
 
 
 #: Errors a user can fix (configuration, data, checkpoints): one line on the command line.
-USER_ERRORS = (DataError, ValueError, FileNotFoundError)
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, PreflightError)

@@ -98,6 +98,8 @@ def train_worker(loop_config: dict) -> None:
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
+    node = ray.get_runtime_context().get_node_id()
+    print(f"worker {rank}/{world} on node {node[:12]}, device {device}", flush=True)
     torch.manual_seed(job.seed)
 
     network = with_sync_batchnorm(SFFB(job.model), job, world, device)
@@ -122,7 +124,7 @@ def train_worker(loop_config: dict) -> None:
 
     teacher = None
     if job.uses_teacher(mode):
-        teacher = load_model(Path(loop_config["teacher_checkpoint"]), device).requires_grad_(False)
+        teacher = load_model(loop_config["teacher_checkpoint"], device).requires_grad_(False)
         if job.scaling.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
     loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()

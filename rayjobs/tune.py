@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -25,11 +24,14 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
+from data_prep import storage
+from rayjobs.checkpoints import has_checkpoint
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 from rayjobs.launch import (
     USER_ERRORS,
     best_checkpoint_path,
+    cluster_preflight,
     default_run_name,
     ensure_ray,
     publish_best,
@@ -49,7 +51,7 @@ def _values(space: SearchSpace, key: str, default: Any) -> list[Any]:
     return sorted(set(arg)) if kind in ("choice", "grid") else [arg]
 
 
-def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, Path]:
+def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, str]:
     """Pretrain (if absent) one teacher per backbone the space can sample; backbone -> path.
 
     One teacher per backbone, with the preset's fusion: the knowledge (the pre-fusion maps M_s,
@@ -62,7 +64,7 @@ def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, Path]:
     for backbone in _values(space, "model.backbone", base.model.backbone):
         job = replace(base, model=replace(base.model, backbone=backbone))
         path = best_checkpoint_path(storage_path(job), default_run_name(job, "teacher"))
-        if not (path / "state.pt").is_file():
+        if not has_checkpoint(path):
             print(f"pretraining the {backbone} teacher for the sweep")
             run_training(job, "teacher")
         teachers[backbone] = path
@@ -71,7 +73,7 @@ def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, Path]:
 
 def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
     """One trial: the sampled job, distilled from its backbone's teacher, reporting to Tune."""
-    space = load_space(Path(settings["space"]))
+    space = load_space(settings["space"])
     job = space.job(params)
     trial = tune.get_context().get_trial_id()
     job = replace(
@@ -91,7 +93,6 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
         "sffb.trial_id": trial,
     }
     teacher = settings["teachers"].get(job.model.backbone)
-    teacher = Path(teacher) if teacher else None
     run_training(job, "student", teacher, extra_tags=tags, callbacks=(TuneReportCallback(),))
 
 
@@ -118,38 +119,37 @@ def search_algorithm(space: SearchSpace):
     return None
 
 
-def pinned_space(space_path: Path, folder: Path, sweep_name: str, resuming: bool) -> Path:
-    """The sweep's own copy of its space file, which every trial reads.
+def pinned_space(space_path: Path, folder: str, sweep_name: str, resuming: bool) -> str:
+    """The sweep's own copy of its space file (on the sweep's storage), which every trial reads.
 
     Written when the sweep starts; a resumed sweep keeps the space it started with, even if the
     user's file changed since (it says so).
     """
-    pinned = folder / f"{sweep_name}-space.yaml"
+    pinned = storage.join(folder, f"{sweep_name}-space.yaml")
     text = space_path.read_text()
-    if resuming and pinned.is_file():
-        if pinned.read_text() != text:
+    if resuming and storage.is_file(pinned):
+        if storage.read_text(pinned) != text:
             print(f"note: {space_path} changed since sweep {sweep_name} started; resuming with "
                   f"its original space, {pinned}")  # fmt: skip
         return pinned
-    folder.mkdir(parents=True, exist_ok=True)
-    staging = pinned.with_suffix(".tmp")
-    staging.write_text(text)
-    os.replace(staging, pinned)
+    storage.write_text(pinned, text)
     return pinned
 
 
 def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
     """Run (or resume) the sweep; return the best trial's summary (also saved as JSON)."""
     sweep_name = sweep_name or f"sweep-{Path(space_path).stem}"
-    storage = storage_path(load_space(space_path).job({}))
-    sweep_dir = storage / "sweeps" / sweep_name
-    resuming = tune.Tuner.can_restore(str(sweep_dir))
-    space_file = pinned_space(Path(space_path), storage / "sweeps", sweep_name, resuming)
+    runs = storage_path(load_space(space_path).job({}))
+    sweeps = storage.join(runs, "sweeps")
+    sweep_dir = storage.join(sweeps, sweep_name)
+    resuming = tune.Tuner.can_restore(sweep_dir)
+    space_file = pinned_space(Path(space_path), sweeps, sweep_name, resuming)
     space = load_space(space_file)
     base = resolve_data(space.job({}))
     uri = tracking_uri(base.tracking.tracking_uri)
     ensure_ray()
     teachers = ensure_teachers(space, base)
+    cluster_preflight(base, "student", teachers.get(base.model.backbone))
     params = {"space": str(Path(space_path).resolve()), **flatten(to_dict(base))}
     parent_run_id, _ = find_or_create_run(
         uri, base.tracking.experiment, sweep_name, params, {"sffb.mode": "sweep"}
@@ -158,17 +158,17 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
         "space": str(space_file),
         "sweep": sweep_name,
         "shards": base.data.shards,
-        "storage": str(storage),
+        "storage": runs,
         "uri": uri,
         "experiment": base.tracking.experiment,
         "parent_run_id": parent_run_id,
-        "teachers": {k: str(v) for k, v in teachers.items()},
+        "teachers": teachers,
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, settings=settings), {"cpu": space.tune.cpus_per_trial}
     )
     if resuming:
-        tuner = tune.Tuner.restore(str(sweep_dir), trainable, resume_errored=True)
+        tuner = tune.Tuner.restore(sweep_dir, trainable, resume_errored=True)
     else:
         tuner = tune.Tuner(
             trainable,
@@ -181,7 +181,7 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
                 scheduler=scheduler_for(space, base.optim.epochs),
                 search_alg=search_algorithm(space),
             ),
-            run_config=tune.RunConfig(name=sweep_name, storage_path=str(storage / "sweeps")),
+            run_config=tune.RunConfig(name=sweep_name, storage_path=sweeps),
         )
     results = tuner.fit()
     return summarise(results, space, settings, base.optim.epochs)
@@ -192,9 +192,10 @@ def finish_trial(run, reason: str, settings: dict) -> None:
     stops every trial at its last epoch, completed or not): publish its best checkpoint and
     close its MLflow run."""
     status = {"completed": "FINISHED", "stopped by ASHA": "KILLED"}.get(reason, "FAILED")
-    storage = Path(settings["storage"])
     try:
-        publish_best(storage, run.info.run_name, settings["uri"], run.info.run_id, status)
+        publish_best(
+            settings["storage"], run.info.run_name, settings["uri"], run.info.run_id, status
+        )
     except FileNotFoundError:  # failed before its first checkpoint
         MlflowClient(settings["uri"]).set_terminated(run.info.run_id, "FAILED")
 
@@ -229,16 +230,14 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
         "best_value": (best.metrics or {}).get(space.tune.metric),
         "best_config": best.config,
         "best_trial": best_trial,
-        "best_checkpoint": str(
-            Path(settings["storage"]) / f"{settings['sweep']}-{best_trial}" / "best"
+        "best_checkpoint": storage.join(
+            settings["storage"], f"{settings['sweep']}-{best_trial}", "best"
         ),
     }
     set_tags(settings["uri"], settings["parent_run_id"], {"sffb.best_trial": best_trial})
     client.set_terminated(settings["parent_run_id"], "FINISHED")
-    out = Path(settings["storage"]) / "sweeps" / f"{settings['sweep']}-best.json"
-    staging = out.with_suffix(".json.tmp")
-    staging.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(staging, out)
+    out = storage.join(settings["storage"], "sweeps", f"{settings['sweep']}-best.json")
+    storage.write_text(out, json.dumps(summary, indent=2, default=str))
     print(json.dumps(summary, indent=2, default=str))
     return summary
 
