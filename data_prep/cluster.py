@@ -98,9 +98,14 @@ def on_every_node(
         ).remote(check, *args)
         for node in nodes
     }
-    ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    ready, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+    for ref in late:
+        ray.cancel(ref, force=True)  # a node stuck on a hung mount must not keep a worker
+    still_alive = {node.node_id for node in alive_nodes()}
     problems: dict[Node, list[str]] = {}
     for node, ref in refs.items():
+        if node.node_id not in still_alive:
+            continue  # removed meanwhile (autoscaler): nothing will run there
         if ref not in ready:
             problems[node] = [f"did not answer within {timeout_s:g} s"]
             continue

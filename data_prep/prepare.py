@@ -226,21 +226,15 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     output = storage.normalise(config.output)
     manifest_path = storage.join(output, MANIFEST)
     wanted = _config_json(config)
-    if storage.is_file(manifest_path):
+    if storage.is_file(manifest_path) and not overwrite:
         previous = json.loads(storage.read_text(manifest_path))
-        if overwrite:
-            _clear(output)
-        elif previous.get("config") != wanted:
+        if previous.get("config") != wanted:
             raise ValueError(
                 f"{output}: prepared earlier with another configuration; "
                 "pass --overwrite to redo it, or choose another output"
             )
-        elif previous.get("complete"):
+        if previous.get("complete"):
             return previous
-    elif overwrite:
-        _clear(output)
-    storage.makedirs(output)
-    _write_json(manifest_path, {"config": wanted, "complete": False, "versions": _versions()})
 
     found = read_dataset(
         config.dataset,
@@ -250,6 +244,12 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
         methods=config.methods or None,
         splits_dir=Path(config.splits_dir) if config.splits_dir else None,
     )
+    ensure_ray()
+    check_root_on_every_node(Path(config.root).resolve())  # before anything is removed
+    if overwrite:
+        _clear(output)
+    storage.makedirs(output)
+    _write_json(manifest_path, {"config": wanted, "complete": False, "versions": _versions()})
     skipped: list[Skip] = list(found.skipped)
     done_keys, start = set(), {}
     for split in SPLITS:
@@ -264,31 +264,34 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
             done_keys.update(keys.to_pylist())
     todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
 
-    ensure_ray()
-    check_root_on_every_node(Path(config.root).resolve())
     window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
     schema = row_schema(config.levels)
     target_bytes = int(config.shard_target_mb * 1024 * 1024)
     writers: dict[str, ShardWriter] = {}
     bar = tqdm(total=len(todo), unit="video", desc="prepare", disable=not progress)
-    for record, outcome in _ordered_results(todo, config, window):
-        bar.update(1)
-        if outcome.skip is not None:
-            skipped.append(
-                Skip(str(record.paths.get(config.levels[0], "")), outcome.skip, record.video_key)
-            )
-            continue
-        if record.split not in writers:
-            for writer in writers.values():
-                writer.close()  # splits come one after another: the last one is finished
-            writers[record.split] = ShardWriter(
-                output, record.split, schema, target_bytes, start[record.split]
-            )
-        notes = [{"video_key": record.video_key, "note": n} for n in outcome.notes]
-        writers[record.split].write(outcome.table, notes)
-    for writer in writers.values():
-        writer.close()
-    bar.close()
+    try:
+        for record, outcome in _ordered_results(todo, config, window):
+            bar.update(1)
+            if outcome.skip is not None:
+                path = str(record.paths.get(config.levels[0], ""))
+                skipped.append(Skip(path, outcome.skip, record.video_key))
+                continue
+            if record.split not in writers:
+                for writer in writers.values():
+                    writer.close()  # splits come one after another: the last one is finished
+                writers[record.split] = ShardWriter(
+                    output, record.split, schema, target_bytes, start[record.split]
+                )
+            notes = [{"video_key": record.video_key, "note": n} for n in outcome.notes]
+            writers[record.split].write(outcome.table, notes)
+        for writer in writers.values():
+            writer.close()
+    except BaseException:
+        for writer in writers.values():
+            writer.discard()  # finished shards stay; the open one is redone on the rerun
+        raise
+    finally:
+        bar.close()
 
     manifest = {
         "config": wanted,

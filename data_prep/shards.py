@@ -122,6 +122,13 @@ class ShardWriter:
         if self._writer is not None:
             self._finish()
 
+    def discard(self) -> None:
+        """Drop the open, unfinished shard (its staging file included)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._temporary.unlink(missing_ok=True)
+            self._writer, self._temporary, self._bytes, self._notes = None, None, 0, []
+
     def _finish(self) -> None:
         self._writer.add_key_value_metadata({NOTES_KEY: json.dumps(self._notes)})
         self._writer.close()

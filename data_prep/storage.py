@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pyarrow.fs as pafs
 
@@ -32,13 +32,24 @@ def is_uri(location: str | Path) -> bool:
 
 
 def normalise(location: str | Path) -> str:
-    """A URI unchanged (without a trailing slash), or an absolute local path."""
+    """A URI unchanged (without a trailing slash), or an absolute local path.
+
+    Symlinks are kept (another node may mount the same storage through another link target).
+    URIs with a query or fragment are refused: every derived location is built by appending
+    to the path, and endpoints belong in the environment (``AWS_ENDPOINT_URL``).
+    """
     text = str(location)
     if is_uri(text):
+        parts = urlsplit(text)
+        if parts.query or parts.fragment:
+            raise ValueError(
+                f"{text}: a storage URI cannot carry '?' or '#'; configure the endpoint with "
+                "AWS_ENDPOINT_URL (or the store's own variables) instead"
+            )
         return text.rstrip("/")
     if text.startswith("file://"):
-        text = urlsplit(text).path
-    return str(Path(text).expanduser().resolve())
+        text = unquote(urlsplit(text).path)
+    return os.path.abspath(os.path.expanduser(text))
 
 
 def join(location: str | Path, *parts: str) -> str:
@@ -70,11 +81,9 @@ def filesystem(location: str | Path) -> tuple[pafs.FileSystem, str]:
     text = str(location)
     if not is_uri(text):
         return pafs.LocalFileSystem(), normalise(text)
-    parts = urlsplit(text)
-    if parts.query:  # e.g. ?endpoint_override=...: let pyarrow parse it, uncached
-        return pafs.FileSystem.from_uri(text)
+    parts = urlsplit(normalise(text))
     fs, root = _root(parts.scheme, parts.netloc)
-    rest = parts.path.strip("/")
+    rest = unquote(parts.path).strip("/")  # as pyarrow (and so Ray) decodes it
     prefix = root.rstrip("/")
     return fs, (f"{prefix}/{rest}" if rest else root)
 
@@ -131,11 +140,14 @@ def write_bytes(location: str | Path, data: bytes) -> None:
     if local is not None:
         local.parent.mkdir(parents=True, exist_ok=True)
         staging = local.with_name(f".{local.name}.{uuid.uuid4().hex[:8]}.tmp")
-        staging.write_bytes(data)
-        os.replace(staging, local)
+        try:
+            staging.write_bytes(data)
+            os.replace(staging, local)
+        finally:
+            staging.unlink(missing_ok=True)
         return
     fs, path = filesystem(location)
-    with fs.open_output_stream(path) as stream:  # one PUT: the object appears whole
+    with fs.open_output_stream(path) as stream:  # the object appears whole, when closed
         stream.write(data)
 
 
@@ -156,28 +168,23 @@ def upload_file(source: Path, location: str | Path) -> None:
     pafs.copy_files(str(source), path, pafs.LocalFileSystem(), fs)
 
 
-def list_files(location: str | Path, pattern: str = "*") -> list[str]:
-    """Files directly in a folder whose names match ``pattern``, sorted; [] if none."""
+def _list(location: str | Path, pattern: str, kind: pafs.FileType) -> list[str]:
     fs, path = filesystem(location)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     names = sorted(
-        i.base_name
-        for i in infos
-        if i.type == pafs.FileType.File and fnmatch.fnmatch(i.base_name, pattern)
+        i.base_name for i in infos if i.type == kind and fnmatch.fnmatch(i.base_name, pattern)
     )
     return [join(location, n) for n in names]
+
+
+def list_files(location: str | Path, pattern: str = "*") -> list[str]:
+    """Files directly in a folder whose names match ``pattern``, sorted; [] if none."""
+    return _list(location, pattern, pafs.FileType.File)
 
 
 def list_dirs(location: str | Path, pattern: str = "*") -> list[str]:
     """Sub-folders of a folder whose names match ``pattern``, sorted; [] if none."""
-    fs, path = filesystem(location)
-    infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-    names = sorted(
-        i.base_name
-        for i in infos
-        if i.type == pafs.FileType.Directory and fnmatch.fnmatch(i.base_name, pattern)
-    )
-    return [join(location, n) for n in names]
+    return _list(location, pattern, pafs.FileType.Directory)
 
 
 def remove(location: str | Path) -> None:
@@ -201,21 +208,29 @@ def download_dir(location: str | Path, target: Path) -> Path:
 def publish_dir(source: str | Path, target: str | Path, last: str) -> None:
     """Copy folder ``source`` to ``target`` so that a reader never sees a part of it.
 
-    Locally: copied beside, then renamed over the old folder. On an object store (no renames):
-    every file but ``last`` first, ``last`` at the end; readers take ``target`` as complete
-    only when ``last`` is there, and a replaced ``last`` is swapped in one PUT.
+    Locally: copied beside, then swapped in by two renames (old aside, new in). On an object
+    store (no renames): every file but ``last`` first, ``last`` at the end; readers take
+    ``target`` as complete only when ``last`` is there (a replaced ``last`` appears whole, so a
+    reader sees the old checkpoint or the new one; files the new folder lacks are removed).
     """
     source_local, target_local = local_path(source), local_path(target)
     if source_local is not None and target_local is not None:
         staging = target_local.with_name(f"{target_local.name}.tmp")
-        shutil.rmtree(staging, ignore_errors=True)
+        retired = target_local.with_name(f"{target_local.name}.old")
+        for leftover in (staging, retired):
+            shutil.rmtree(leftover, ignore_errors=True)
         shutil.copytree(source_local, staging)
-        shutil.rmtree(target_local, ignore_errors=True)
+        if target_local.exists():
+            os.replace(target_local, retired)  # the old folder stays whole until the swap
         os.replace(staging, target_local)
+        shutil.rmtree(retired, ignore_errors=True)
         return
     with tempfile.TemporaryDirectory() as directory:
         copy = download_dir(source, Path(directory) / "copy")
         files = sorted(p for p in copy.rglob("*") if p.is_file())
         files.sort(key=lambda p: p.name == last)  # the completing file goes last
+        wanted = {join(target, *file.relative_to(copy).parts) for file in files}
+        for stale in set(list_files(target)) - wanted:
+            remove(stale)
         for file in files:
             upload_file(file, join(target, *file.relative_to(copy).parts))

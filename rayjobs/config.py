@@ -144,7 +144,7 @@ class JobConfig:
 
 
 def load_job_config(
-    preset: str = DEFAULT_PRESET, path: Path | None = None, overrides: list[str] = ()
+    preset: str = DEFAULT_PRESET, path: str | Path | None = None, overrides: list[str] = ()
 ) -> JobConfig:
     """Preset, then the user's YAML, then ``key.path=value`` overrides."""
     preset_file = PRESETS / f"{preset}.yaml"
@@ -161,7 +161,7 @@ def load_job_config(
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=DEFAULT_PRESET, help="paper or cpu-demo")
-    parser.add_argument("--config", type=Path, help="YAML merged over the preset")
+    parser.add_argument("--config", help="YAML merged over the preset (a path or a URI)")
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override one value, e.g. --set loss.lambda2=50 (repeatable)",

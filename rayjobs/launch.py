@@ -24,6 +24,7 @@ from ray.train.torch import TorchTrainer
 from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
+from data_prep.prepare import InputUnavailableError
 from rayjobs.checkpoints import STATE_FILE, best_stored_checkpoint, has_checkpoint
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
@@ -113,8 +114,16 @@ def cluster_preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None)
     readable = [shard_files(job.data.shards, split)[0] for split in ("train", "val")]
     if job.uses_teacher(mode) and teacher_checkpoint is not None:
         readable.append(storage.join(teacher_checkpoint, STATE_FILE))
-    database = sqlite_file(tracking_uri(job.tracking.tracking_uri))
-    check_every_node(Needs(tuple(readable), storage_path(job), str(database) if database else ""))
+    uri = tracking_uri(job.tracking.tracking_uri)
+    database = sqlite_file(uri)
+    check_every_node(
+        Needs(
+            readable=tuple(readable),
+            writable=storage_path(job),
+            tracking_db=str(database) if database else "",
+            tracking_server=uri if uri.startswith(("http://", "https://")) else "",
+        )
+    )
 
 
 def _use_gpu(job: JobConfig) -> bool:
@@ -227,4 +236,4 @@ def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -
 
 
 #: Errors a user can fix (configuration, data, checkpoints): one line on the command line.
-USER_ERRORS = (DataError, ValueError, FileNotFoundError, PreflightError)
+USER_ERRORS = (DataError, ValueError, FileNotFoundError, PreflightError, InputUnavailableError)

@@ -1,5 +1,8 @@
 """Before any TorchTrainer or Tune trial starts: does every node see what the job needs?
 
+Nodes that join later (an autoscaler adding GPU workers) are not checked; every trial and job
+runs its own preflight, so they are checked by the next one.
+
 Ray schedules Train workers, Ray Data reads, the Train controller and Tune trials on any node,
 so a location that exists only on the driver's disk fails late (a rank-0 worker on another node
 fails to save its first checkpoint after a whole epoch) or loses work. One zero-CPU task pinned
@@ -9,7 +12,8 @@ to each alive node checks, in seconds, that:
 - the storage location can be written there, and shows the marker the driver wrote: a folder
   that only looks shared (the same path on separate disks) is caught too;
 - a SQLite MLflow file is the same file everywhere (a marker written beside it by the driver is
-  visible), else the job is refused: every process would open its own empty database;
+  visible), else the job is refused: Tune trials on other nodes would each open an empty
+  database of their own, and their runs would be lost;
 - a tracking server answers there (``http://127.0.0.1:5000`` works on the driver's node only).
 """
 
@@ -83,14 +87,16 @@ def _first_pass(needs: Needs, markers: str, token: str) -> list[str]:
             )
     if needs.writable:
         try:
-            if storage.read_text(storage.join(markers, "driver")) != token:
-                raise FileNotFoundError("another run's marker")
+            sees_driver = storage.read_text(storage.join(markers, "driver")) == token
         except (OSError, ValueError):
+            sees_driver = False
+        if not sees_driver:  # and writes nothing: it would land on this node's own disk
             problems.append(
                 f"{needs.writable}: this node does not see what the driver wrote there; "
                 "use storage every node shares (a URI such as s3://..., or NFS/EFS mounted "
                 "at the same path)"
             )
+            return problems
         node_id = ray.get_runtime_context().get_node_id()
         try:
             storage.write_text(storage.join(markers, node_id), token)

@@ -123,7 +123,9 @@ def artifact_location(uri: str, experiment: str) -> str | None:
     if is_server(uri):
         return None
     database = sqlite_file(uri)
-    folder = database.parent if database else Path(storage.local_path(workdir()) or ".")
+    if database is None and storage.is_uri(workdir()):
+        return storage.join(workdir(), "mlartifacts", experiment)  # shared, like the runs
+    folder = database.parent if database else Path(workdir())
     return (folder / "mlartifacts" / experiment).resolve().as_uri()
 
 
