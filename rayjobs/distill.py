@@ -5,7 +5,8 @@
 
 With no arguments: a local Ray cluster, the synthetic FF++ dataset and its shards (made if
 absent), the teacher (pretrained if absent), the student distilled, the test split evaluated
-once and the report printed; every run lands in MLflow (SQLite under $SFFB_HOME by default).
+once (beside the teacher applied to the same compressed frames) and the report printed; every
+run lands in MLflow (SQLite under $SFFB_HOME by default).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"student run {student.run_name} (MLflow {student.mlflow_run_id})")
         print(f"best checkpoint: {student.best_checkpoint}")
         if not args.skip_test:
+            # The teacher on the student's compressed frames, scored beside it: distillation
+            # pays off only if the student beats what the teacher already does there.
+            baselines = {"teacher": teacher_checkpoint} if teacher_checkpoint else {}
             evaluate(
                 student.best_checkpoint,
                 job.data.shards,
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> None:
                 job.data.methods,
                 run_id=student.mlflow_run_id,
                 uri=uri,
+                baselines=baselines,
+                model="student",
             )
     except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None

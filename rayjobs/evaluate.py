@@ -5,6 +5,10 @@ row at each level with Ray Data batch inference (a pool of model actors, GPUs wh
 then computes, per manipulation method (its fakes against every real) and for all methods
 together, frame ACC/AUC, video ACC/AUC, EER and AP. The table is printed and logged to MLflow as
 CSV and Markdown, with a ROC plot.
+
+Baselines (``--baseline teacher=RUNS/<teacher>/best``, repeatable) are scored on the same rows
+and levels and get their own rows: a distilled student is only worth having if it beats the
+teacher applied to compressed frames and SFFB trained alone on them.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import csv
 import io
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,14 +61,18 @@ class Scorer:
         return out
 
 
+MODEL = "model"  # the label of the evaluated checkpoint's rows when no other is given
+
+
 @dataclass(frozen=True)
 class TableRow:
     method: str
     level: str
     report: DetectionReport
+    model: str = MODEL  # the evaluated checkpoint, or a baseline's name ("teacher", ...)
 
     def as_dict(self) -> dict:
-        flat = {"method": self.method, "level": self.level}
+        flat = {"model": self.model, "method": self.method, "level": self.level}
         for scope in ("frame", "video"):
             metrics = asdict(getattr(self.report, scope))
             flat.update({f"{scope}_{k}": v for k, v in metrics.items()})
@@ -99,7 +108,9 @@ def score_test_split(
     return {column: rows[column].to_numpy() for column in columns}
 
 
-def build_table(scores: dict[str, np.ndarray], levels: tuple[str, ...]) -> list[TableRow]:
+def build_table(
+    scores: dict[str, np.ndarray], levels: tuple[str, ...], model: str = MODEL
+) -> list[TableRow]:
     """Per fake method (its fakes + every real) and for all methods, at each level."""
     labels, methods = scores["label"].astype(int), scores["method"].astype(str)
     fake_methods = sorted(set(methods[labels == 1]))
@@ -110,29 +121,28 @@ def build_table(scores: dict[str, np.ndarray], levels: tuple[str, ...]) -> list[
             report = evaluate_detection(
                 labels[keep], scores[f"score_{level}"][keep], scores["video_key"][keep]
             )
-            table.append(TableRow(method, level, report))
+            table.append(TableRow(method, level, report, model))
     return table
 
 
 def to_markdown(table: list[TableRow]) -> str:
-    header = "| method | level | frame ACC | frame AUC | video ACC | video AUC | EER | AP |"
-    lines = [header, "|---|---|---:|---:|---:|---:|---:|---:|"]
+    header = "| model | method | level | frame ACC | frame AUC | video ACC | video AUC | EER | AP |"
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for row in table:
         f, v = row.report.frame, row.report.video
         lines.append(
-            f"| {row.method} | {row.level} | {100 * f.acc:.2f} | {100 * f.auc:.2f} | "
+            f"| {row.model} | {row.method} | {row.level} | {100 * f.acc:.2f} | {100 * f.auc:.2f} | "
             f"{100 * v.acc:.2f} | {100 * v.auc:.2f} | {100 * f.eer:.2f} | {100 * f.ap:.2f} |"
         )
-    levels = list(dict.fromkeys(r.level for r in table))
+    keys = list(dict.fromkeys((r.model, r.level) for r in table))
     methods = list(dict.fromkeys(r.method for r in table))
-    acc = {(r.method, r.level): r.report.frame.acc for r in table}
+    acc = {(r.model, r.level, r.method): r.report.frame.acc for r in table}
     lines += ["", "Frame ACC % (paper Table 1 layout):", ""]
-    lines.append("| level | " + " | ".join(methods) + " |")
-    lines.append("|---|" + "---:|" * len(methods))
-    for level in levels:
-        lines.append(
-            f"| {level} | " + " | ".join(f"{100 * acc[m, level]:.2f}" for m in methods) + " |"
-        )
+    lines.append("| model | level | " + " | ".join(methods) + " |")
+    lines.append("|---|---|" + "---:|" * len(methods))
+    for model, level in keys:
+        cells = " | ".join(f"{100 * acc[model, level, m]:.2f}" for m in methods)
+        lines.append(f"| {model} | {level} | {cells} |")
     return "\n".join(lines)
 
 
@@ -145,17 +155,20 @@ def to_csv(table: list[TableRow]) -> str:
     return buffer.getvalue()
 
 
-def plot_roc(scores: dict[str, np.ndarray], levels: tuple[str, ...], path: Path) -> None:
+def plot_roc(scored: dict[str, dict[str, np.ndarray]], levels: tuple[str, ...], path: Path) -> None:
+    """One curve per model and level (all methods); baselines dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axis = plt.subplots(figsize=(5, 5))
-    labels = scores["label"].astype(int)
-    for level in levels:
-        fpr, tpr = roc_curve(labels, scores[f"score_{level}"].astype(float))
-        axis.plot(fpr, tpr, label=f"{level} (all methods)")
+    for index, (model, scores) in enumerate(scored.items()):
+        labels = scores["label"].astype(int)
+        for level in levels:
+            fpr, tpr = roc_curve(labels, scores[f"score_{level}"].astype(float))
+            style = "-" if index == 0 else "--"
+            axis.plot(fpr, tpr, style, label=f"{model}, {level} (all methods)")
     axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
     axis.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC, frames")
     axis.legend(loc="lower right")
@@ -163,18 +176,26 @@ def plot_roc(scores: dict[str, np.ndarray], levels: tuple[str, ...], path: Path)
     plt.close(figure)
 
 
-def log_table(uri: str, run_id: str, table: list[TableRow], scores, levels) -> None:
+def metric_prefix(row: TableRow, model: str) -> str:
+    """``test_c23_`` for the evaluated model, ``baseline_teacher_test_c23_`` for a baseline."""
+    own = f"test_{row.level}_"
+    return own if row.model == model else f"baseline_{row.model}_{own}"
+
+
+def log_table(uri: str, run_id: str, table: list[TableRow], scored, levels) -> None:
+    """Tables and ROC as artifacts ``evaluation/``; the all-methods rows as metrics."""
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
         (folder / "test_table.md").write_text(to_markdown(table) + "\n")
         (folder / "test_table.csv").write_text(to_csv(table))
-        plot_roc(scores, levels, folder / "test_roc.png")
+        plot_roc(scored, levels, folder / "test_roc.png")
         for name in ("test_table.md", "test_table.csv", "test_roc.png"):
             client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    model = next(iter(scored))
     for row in table:
         if row.method == ALL:
-            for key, value in row.report.as_dict(f"test_{row.level}_").items():
+            for key, value in row.report.as_dict(metric_prefix(row, model)).items():
                 client.log_metric(run_id, key, value)
 
 
@@ -185,14 +206,35 @@ def evaluate(
     methods: tuple[str, ...] = (),
     run_id: str | None = None,
     uri: str = "",
+    baselines: Mapping[str, str] | None = None,
+    model: str = MODEL,
 ) -> list[TableRow]:
-    """Score, tabulate, print and (when ``run_id`` is given) log to MLflow."""
-    scores = score_test_split(checkpoint, shards, levels, methods)
-    table = build_table(scores, levels)
+    """Score, tabulate, print and (when ``run_id`` is given) log to MLflow.
+
+    ``baselines`` (name -> checkpoint) are scored on the same rows and levels; their rows come
+    after the model's, and their metrics are logged as ``baseline_<name>_test_<level>_...``.
+    """
+    scored = {model: score_test_split(checkpoint, shards, levels, methods)}
+    for name, location in (baselines or {}).items():
+        if name in scored:
+            raise ValueError(f"baseline {name!r}: the name is taken by another model")
+        scored[name] = score_test_split(location, shards, levels, methods)
+    table = [row for name, scores in scored.items() for row in build_table(scores, levels, name)]
     print(to_markdown(table))
     if run_id is not None:
-        log_table(tracking_uri(uri), run_id, table, scores, levels)
+        log_table(tracking_uri(uri), run_id, table, scored, levels)
     return table
+
+
+def parse_baselines(pairs: list[str]) -> dict[str, str]:
+    """``["teacher=RUNS/t/best", ...]`` -> ``{"teacher": "RUNS/t/best"}``."""
+    baselines = {}
+    for pair in pairs:
+        name, sep, location = pair.partition("=")
+        if not sep or not name or not location:
+            raise ValueError(f"--baseline {pair!r}: expected NAME=CHECKPOINT")
+        baselines[name] = location
+    return baselines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -202,6 +244,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", nargs="+", default=["c23", "c40"])
     parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
     parser.add_argument("--experiment", default="sffb")
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="NAME=CHECKPOINT",
+        help="also score this checkpoint on the same rows, e.g. teacher=RUNS/<teacher>/best",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     shards = args.shards or embedded_prepare_config().output
     uri = tracking_uri()
@@ -209,7 +255,9 @@ def main(argv: list[str] | None = None) -> None:
     params = {"checkpoint": str(args.checkpoint), "levels": ",".join(args.levels)}
     run_id, _ = find_or_create_run(uri, args.experiment, name, params, {"sffb.mode": "evaluate"})
     try:
-        evaluate(args.checkpoint, shards, tuple(args.levels), tuple(args.methods), run_id, uri)
+        baselines = parse_baselines(args.baseline)
+        levels, methods = tuple(args.levels), tuple(args.methods)
+        evaluate(args.checkpoint, shards, levels, methods, run_id, uri, baselines)
     except USER_ERRORS as error:
         MlflowClient(uri).set_terminated(run_id, "FAILED")
         raise SystemExit(f"error: {error}") from None

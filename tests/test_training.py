@@ -15,15 +15,20 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
+import numpy as np
 import psutil
+import pyarrow.parquet as pq
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
+from sklearn.metrics import roc_auc_score
 
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import run_training
+from sffb.model import SFFB
 
 EXPERIMENT = "sffb-tests"
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,18 +124,32 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     outcome = run_training(job, "student", teacher_outcome.best_checkpoint, extra_tags=links)
     table = evaluate(
         outcome.best_checkpoint, shards, ("c23", "c40"), run_id=outcome.mlflow_run_id,
-        uri=job.tracking.tracking_uri,
+        uri=job.tracking.tracking_uri, baselines={"teacher": teacher_outcome.best_checkpoint},
+        model="student",
     )  # fmt: skip
     methods = {row.method for row in table}
     assert methods == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
     # Test split: reals 004, 005 and two fakes per method, 8 frames each.
     assert all(row.report.frame.count == (32 if row.method != "all" else 80) for row in table)
+    # The teacher applied to the same compressed rows: its own rows, the same shape.
+    by_model = {m: [r for r in table if r.model == m] for m in ("student", "teacher")}
+    assert [(r.method, r.level) for r in by_model["student"]] == [
+        (r.method, r.level) for r in by_model["teacher"]
+    ]
+    teacher_c40 = next(r for r in by_model["teacher"] if (r.method, r.level) == ("all", "c40"))
+    labels, scores = _direct_scores(teacher_outcome.best_checkpoint, shards / "test", "c40")
+    # sklearn on scores computed outside Ray; other batch sizes may reorder a near-tie (one pair
+    # of 64 fake x 16 real frames moves the AUC by 1e-3), so a few pairs' worth of slack.
+    reference = roc_auc_score(labels, scores)
+    assert teacher_c40.report.frame.auc == pytest.approx(reference, abs=3e-3)
 
     run = runs_by_name(job)["student"]
     assert run.data.tags["sffb.teacher_run_id"] == teacher_outcome.mlflow_run_id
     assert run.data.params["data.student_level"] == "c23"
     assert epochs_logged(job, run.info.run_id, "train_soft") == [0, 1]
     assert "test_c40_frame_auc" in run.data.metrics
+    logged = run.data.metrics["baseline_teacher_test_c40_frame_auc"]
+    assert logged == pytest.approx(teacher_c40.report.frame.auc)
     evaluation = MlflowClient(job.tracking.tracking_uri).list_artifacts(
         run.info.run_id, "evaluation"
     )
@@ -140,6 +159,18 @@ def test_distillation_and_evaluation(teacher, prepared, home):
         "test_roc.png",
     }
     assert len([n for n in runs_by_name(job) if n == "student"]) == 1
+
+
+def _direct_scores(checkpoint: str, split: Path, level: str) -> tuple[np.ndarray, np.ndarray]:
+    """P(fake) of every row, outside Ray: PNGs decoded with OpenCV, the model called directly."""
+    rows = pq.read_table(split, columns=["label", f"png_{level}"])
+    images = np.stack([
+        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1)
+        for png in rows[f"png_{level}"].to_pylist()
+    ])  # fmt: skip
+    with torch.no_grad():
+        logits = load_model(checkpoint)(torch.from_numpy(np.ascontiguousarray(images))).logits
+    return rows["label"].to_numpy(), SFFB.fake_probability(logits).numpy()
 
 
 def test_relaunch_with_the_same_name_resumes(prepared, home, ray_session):
