@@ -18,9 +18,9 @@ from typing import Any
 import torch
 
 from data_prep import storage
-from rayjobs.config import JobConfig
+from rayjobs.config import ARCHITECTURE_KEYS, JobConfig
 from rayjobs.configtree import from_dict, to_dict
-from sffb.model import SFFB
+from sffb.model import SFFB, SFFBConfig
 
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.json"
@@ -72,3 +72,37 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> SFF
     model = SFFB(replace(config.model, pretrained_path=None))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
+
+
+def architecture_mismatch(teacher: SFFBConfig, student: SFFBConfig) -> list[str]:
+    """The architecture keys on which two models differ, each with both values."""
+    return [
+        f"model.{key}: teacher {getattr(teacher, key)!r}, student {getattr(student, key)!r}"
+        for key in ARCHITECTURE_KEYS
+        if getattr(teacher, key) != getattr(student, key)
+    ]
+
+
+def check_teacher_init(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None:
+    """Refuse ``model.init: teacher`` where it cannot work, naming why (before any worker)."""
+    if job.model.init != "teacher":
+        return
+    if mode != "student":
+        raise ValueError("model.init teacher: only a student starts from its teacher's weights")
+    teacher = load_state(teacher_checkpoint)["config"].model
+    differences = architecture_mismatch(teacher, job.model)
+    if differences:
+        raise ValueError(
+            f"{teacher_checkpoint}: model.init teacher needs the student's architecture to be "
+            "the teacher's; " + "; ".join(differences)
+        )
+
+
+def initial_model(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> SFFB:
+    """The model before its first step: as ``model.init`` says (random or ImageNet weights,
+    or, for a student with ``init: teacher``, exactly the teacher's weights)."""
+    if mode == "student" and job.model.init == "teacher":
+        model = SFFB(replace(job.model, pretrained_path=None))
+        model.load_state_dict(load_state(teacher_checkpoint)["model"])
+        return model
+    return SFFB(job.model)

@@ -19,6 +19,10 @@ from sffb.model import SFFBConfig
 PRESETS = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "cpu-demo"
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
+MODEL_INITS = ("auto", "random", "pretrained", "teacher")
+#: The SFFBConfig keys that fix the weights' shapes: a teacher-initialised student must match.
+ARCHITECTURE_KEYS = ("backbone", "fusion", "fusion_options", "num_classes", "image_size",
+                     "band_cuts")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,18 @@ class ScalingConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig(SFFBConfig):
+    """The SFFB's architecture (``sffb.SFFBConfig``) plus how a job starts its weights.
+
+    ``init``: ``auto`` (ImageNet weights when ``pretrained_path`` is set, else random),
+    ``random``, ``pretrained`` (needs ``pretrained_path``), or ``teacher`` (a student starts as
+    an exact copy of its teacher: the obvious baseline for distillation).
+    """
+
+    init: str = "auto"
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "sffb"
     run_name: str = ""  # "" = derived from the job, method and level; same name = resume
@@ -90,7 +106,7 @@ class TrackingConfig:
 @dataclass(frozen=True)
 class JobConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: SFFBConfig = field(default_factory=SFFBConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
@@ -100,6 +116,10 @@ class JobConfig:
     def uses_teacher(self, mode: str) -> bool:
         """A student learns from the teacher unless its knowledge is ``none`` (SFFB alone)."""
         return mode == "student" and self.loss.knowledge != "none"
+
+    def needs_teacher_checkpoint(self, mode: str) -> bool:
+        """Distillation reads the teacher, and so does a student that starts from its weights."""
+        return self.uses_teacher(mode) or (mode == "student" and self.model.init == "teacher")
 
     def input_level(self, mode: str) -> str:
         """The level the trained model sees: compressed for a student, raw for the teacher."""
@@ -126,6 +146,16 @@ class JobConfig:
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(
                 f"scaling.use_gpu: expected auto, yes or no, got {self.scaling.use_gpu!r}"
+            )
+        if self.model.init not in MODEL_INITS:
+            raise ValueError(f"model.init: unknown {self.model.init!r}; one of {MODEL_INITS}")
+        if self.model.init == "pretrained" and not self.model.pretrained_path:
+            raise ValueError(
+                "model.init pretrained needs model.pretrained_path (a local ImageNet weights file)"
+            )
+        if self.model.init == "random" and self.model.pretrained_path:
+            raise ValueError(
+                "model.init random contradicts model.pretrained_path; use auto or pretrained"
             )
         if self.scaling.placement_strategy not in PLACEMENT_STRATEGIES:
             raise ValueError(

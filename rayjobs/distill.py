@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> None:
         job = resolve_data(config_from_args(args))
         uri = tracking_uri(job.tracking.tracking_uri)
         teacher_checkpoint, links = None, {}
-        if job.uses_teacher("student"):  # not for loss.knowledge=none: SFFB alone
+        # Not for SFFB alone (loss.knowledge=none), unless it starts from the teacher's weights.
+        if job.needs_teacher_checkpoint("student"):
             teacher_checkpoint, links = ensure_teacher(job, args.teacher_checkpoint, uri)
         student = run_training(job, "student", teacher_checkpoint, extra_tags=links)
         print(f"student run {student.run_name} (MLflow {student.mlflow_run_id})")

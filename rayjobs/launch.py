@@ -25,7 +25,12 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
-from rayjobs.checkpoints import STATE_FILE, best_stored_checkpoint, has_checkpoint
+from rayjobs.checkpoints import (
+    STATE_FILE,
+    best_stored_checkpoint,
+    check_teacher_init,
+    has_checkpoint,
+)
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, paired_dataset, shard_files
@@ -101,18 +106,19 @@ def preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None
     for split in ("train", "val"):
         check_levels(job.data.shards, split, job.training_levels(mode))
     has_teacher = teacher_checkpoint is not None and has_checkpoint(teacher_checkpoint)
-    if job.uses_teacher(mode) and not has_teacher:
+    if job.needs_teacher_checkpoint(mode) and not has_teacher:
         raise FileNotFoundError(
             f"{teacher_checkpoint}: teacher checkpoint ({STATE_FILE}) not found; "
             "run rayjobs/pretrain_teacher.py first or set tracking.teacher_run"
         )
+    check_teacher_init(job, mode, teacher_checkpoint)
 
 
 def cluster_preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None:
     """Every alive node reads a shard of each split and the teacher, and shares the storage
     and the tracking store with the driver (``rayjobs.preflight``)."""
     readable = [shard_files(job.data.shards, split)[0] for split in ("train", "val")]
-    if job.uses_teacher(mode) and teacher_checkpoint is not None:
+    if job.needs_teacher_checkpoint(mode) and teacher_checkpoint is not None:
         readable.append(storage.join(teacher_checkpoint, STATE_FILE))
     uri = tracking_uri(job.tracking.tracking_uri)
     database = sqlite_file(uri)
@@ -182,7 +188,9 @@ def run_training(
         train_loop_config={
             "job": to_dict(job),
             "mode": mode,
-            "teacher_checkpoint": teacher_checkpoint if job.uses_teacher(mode) else None,
+            "teacher_checkpoint": (
+                teacher_checkpoint if job.needs_teacher_checkpoint(mode) else None
+            ),
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers,

@@ -19,7 +19,7 @@ import ray.train.torch
 import torch
 import torch.distributed as dist
 
-from rayjobs.checkpoints import load_model, load_state, save_state
+from rayjobs.checkpoints import initial_model, load_model, load_state, save_state
 from rayjobs.config import JobConfig
 from rayjobs.configtree import from_dict
 from rayjobs.step import TrainingStep, autocast, prepare_input
@@ -102,7 +102,8 @@ def train_worker(loop_config: dict) -> None:
     print(f"worker {rank}/{world} on node {node[:12]}, device {device}", flush=True)
     torch.manual_seed(job.seed)
 
-    network = with_sync_batchnorm(SFFB(job.model), job, world, device)
+    initial = initial_model(job, mode, loop_config["teacher_checkpoint"])
+    network = with_sync_batchnorm(initial, job, world, device)
     if job.scaling.channels_last:
         network = network.to(memory_format=torch.channels_last)
     model = ray.train.torch.prepare_model(network)

@@ -56,9 +56,10 @@ def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, str]:
 
     One teacher per backbone, with the preset's fusion: the knowledge (the pre-fusion maps M_s,
     M_f and the logits) does not depend on the student's fusion module. None when every trial
-    trains SFFB alone (``loss.knowledge: none``).
+    trains SFFB alone (``loss.knowledge: none``) from scratch (no ``model.init: teacher``).
     """
-    if _values(space, "loss.knowledge", base.loss.knowledge) == ["none"]:
+    alone = _values(space, "loss.knowledge", base.loss.knowledge) == ["none"]
+    if alone and "teacher" not in _values(space, "model.init", base.model.init):
         return {}
     teachers = {}
     for backbone in _values(space, "model.backbone", base.model.backbone):

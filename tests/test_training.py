@@ -268,3 +268,16 @@ def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session
     epoch = state["history"][0]
     assert epoch["train_soft"] == epoch["train_feature"] == 0.0
     assert epoch["train_total"] == pytest.approx(job.loss.lambda3 * epoch["train_hard"])
+
+
+def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home, prepared):
+    """model.init=teacher through Ray: with lr 0 the trained parameters are still the teacher's."""
+    _, teacher_outcome = teacher
+    shards, _ = prepared
+    overrides = ["model.init=teacher", "loss.knowledge=none", "optim.lr=0.0"]
+    job = tiny_job(shards, home, epochs=1, overrides=overrides, run_name="from-teacher")
+    outcome = run_training(job, "student", teacher_outcome.best_checkpoint)
+    student = load_model(outcome.best_checkpoint)
+    source = load_model(teacher_outcome.best_checkpoint)
+    parameters = dict(source.named_parameters())
+    assert all(torch.equal(p, parameters[name]) for name, p in student.named_parameters())

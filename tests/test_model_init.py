@@ -1,0 +1,75 @@
+"""``model.init``: how a job starts its weights, and the student that starts as its teacher."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rayjobs.checkpoints import check_teacher_init, initial_model, save_state
+from rayjobs.config import load_job_config
+
+TINY = ["model.backbone=test_resnet", "model.image_size=64"]
+
+
+def job(*overrides: str):
+    return load_job_config("cpu-demo", overrides=[*TINY, *overrides])
+
+
+@pytest.fixture()
+def teacher_checkpoint(tmp_path) -> str:
+    """A teacher with its own (random) weights, saved as training saves it."""
+    teacher_job = job()
+    torch.manual_seed(1)
+    model = initial_model(teacher_job, "teacher", None)
+    save_state(tmp_path, model=model.state_dict(), epoch=0, history=[], config=teacher_job)
+    return str(tmp_path)
+
+
+def test_teacher_init_starts_the_student_with_exactly_the_teachers_weights(teacher_checkpoint):
+    student_job = job("model.init=teacher")
+    check_teacher_init(student_job, "student", teacher_checkpoint)
+    torch.manual_seed(2)  # another seed: a randomly initialised student would differ
+    student = initial_model(student_job, "student", teacher_checkpoint).state_dict()
+    teacher = torch.load(f"{teacher_checkpoint}/state.pt", weights_only=True)["model"]
+    assert student.keys() == teacher.keys()
+    assert all(torch.equal(student[k], teacher[k]) for k in teacher)
+    random_student = initial_model(job(), "student", teacher_checkpoint).state_dict()
+    assert not all(torch.equal(random_student[k], teacher[k]) for k in teacher)
+
+
+def test_teacher_init_with_another_architecture_is_refused_naming_the_keys(teacher_checkpoint):
+    student_job = job("model.init=teacher", "model.image_size=96", "model.fusion=concat")
+    with pytest.raises(ValueError) as error:
+        check_teacher_init(student_job, "student", teacher_checkpoint)
+    message = str(error.value)
+    assert "model.image_size: teacher 64, student 96" in message
+    assert "model.fusion: teacher 'sk', student 'concat'" in message
+    assert teacher_checkpoint in message
+
+
+def test_only_a_student_starts_from_its_teacher(teacher_checkpoint):
+    with pytest.raises(ValueError, match="only a student"):
+        check_teacher_init(job("model.init=teacher"), "teacher", teacher_checkpoint)
+
+
+def test_a_student_from_its_teacher_needs_the_teacher_even_without_distillation():
+    alone = job("model.init=teacher", "loss.knowledge=none")
+    assert not alone.uses_teacher("student")
+    assert alone.needs_teacher_checkpoint("student")
+    assert not job("loss.knowledge=none").needs_teacher_checkpoint("student")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.init=imagenet"], "model.init: unknown 'imagenet'"),
+        (["model.init=pretrained"], "model.init pretrained needs model.pretrained_path"),
+        (
+            ["model.init=random", "model.pretrained_path=/w.pth"],
+            "contradicts model.pretrained_path",
+        ),
+    ],
+)
+def test_inconsistent_init_settings_are_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        job(*overrides)
