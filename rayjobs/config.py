@@ -13,7 +13,7 @@ from pathlib import Path
 from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
 from sffb.backbone import available_backbones
 from sffb.fusion import FUSIONS
-from sffb.losses import KNOWLEDGE_TYPES
+from sffb.losses import FEATURE_NORMS, KNOWLEDGE_TYPES, SOFT_SCALES
 from sffb.model import SFFBConfig
 
 PRESETS = Path(__file__).with_name("presets")
@@ -58,6 +58,8 @@ class LossConfig:
     lambda3: float = 1.0
     temperature: float = 1.0
     knowledge: str = "maps+logits"
+    soft_scale: str = "none"  # "t2": L_soft times T^2 (Hinton et al.); "none": the paper's
+    feature_norm: str = "none"  # "l2": maps L2-normalised per sample before comparing
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,14 @@ class JobConfig:
         if self.model.fusion not in FUSIONS:
             raise ValueError(
                 f"model.fusion: unknown {self.model.fusion!r}; one of {sorted(FUSIONS)}"
+            )
+        if self.loss.soft_scale not in SOFT_SCALES:
+            raise ValueError(
+                f"loss.soft_scale: unknown {self.loss.soft_scale!r}; one of {SOFT_SCALES}"
+            )
+        if self.loss.feature_norm not in FEATURE_NORMS:
+            raise ValueError(
+                f"loss.feature_norm: unknown {self.loss.feature_norm!r}; one of {FEATURE_NORMS}"
             )
         if self.loss.knowledge not in KNOWLEDGE_TYPES:
             raise ValueError(

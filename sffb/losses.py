@@ -3,6 +3,12 @@
 ``L_total = lambda1 * L_feature + lambda2 * L_soft + lambda3 * L_hard`` where the feature term
 is an MSE on the knowledge maps the variant names, ``L_soft`` the cross-entropy of the student's
 tempered softmax against the teacher's, and ``L_hard`` the cross-entropy against the labels.
+
+Two options beyond the paper (both off by default), for balancing the terms: ``soft_scale="t2"``
+multiplies ``L_soft`` by T^2 (Hinton et al.: keeps its gradients' scale as T grows), and
+``feature_norm="l2"`` compares each map after L2-normalising it per sample (the squared
+distance of unit vectors, in [0, 4], summed over a sample and averaged over the batch), so the
+feature term no longer scales with the 728-channel maps' magnitude.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ FEATURE_KNOWLEDGE: dict[str, KnowledgeMaps] = {
     "fused_map": lambda out: (out.fused_map,),
 }
 _LOGITS_SUFFIX = "+logits"
+SOFT_SCALES = ("none", "t2")
+FEATURE_NORMS = ("none", "l2")
 #: ``none`` is the teacher's pretraining: hard loss only, no teacher needed.
 KNOWLEDGE_TYPES = (
     "none",
@@ -54,6 +62,10 @@ def _wide(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.float() if tensor.dtype in (torch.float16, torch.bfloat16) else tensor
 
 
+def _mse(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(_wide(student), _wide(teacher))
+
+
 def soft_cross_entropy(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
 ) -> torch.Tensor:
@@ -61,6 +73,13 @@ def soft_cross_entropy(
     target = (_wide(teacher_logits) / temperature).softmax(dim=1)
     log_probs = (_wide(student_logits) / temperature).log_softmax(dim=1)
     return -(target * log_probs).sum(dim=1).mean()
+
+
+def normalised_map_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """``|s/|s| - t/|t||^2`` per sample over the flattened map, batch mean."""
+    s = F.normalize(_wide(student).flatten(1), dim=1)
+    t = F.normalize(_wide(teacher).flatten(1), dim=1)
+    return (s - t).pow(2).sum(dim=1).mean()
 
 
 class DistillationLoss(nn.Module):
@@ -78,8 +97,14 @@ class DistillationLoss(nn.Module):
         lambda3: float = 1.0,
         temperature: float = 1.0,
         knowledge: str = "maps+logits",
+        soft_scale: str = "none",
+        feature_norm: str = "none",
     ) -> None:
         super().__init__()
+        if soft_scale not in SOFT_SCALES:
+            raise ValueError(f"unknown soft_scale {soft_scale!r}; one of {SOFT_SCALES}")
+        if feature_norm not in FEATURE_NORMS:
+            raise ValueError(f"unknown feature_norm {feature_norm!r}; one of {FEATURE_NORMS}")
         if knowledge not in KNOWLEDGE_TYPES:
             raise ValueError(
                 f"unknown knowledge {knowledge!r}; one of {', '.join(KNOWLEDGE_TYPES)}"
@@ -91,6 +116,8 @@ class DistillationLoss(nn.Module):
         self.knowledge = knowledge
         self.uses_logits = knowledge.endswith(_LOGITS_SUFFIX)
         self.feature_maps = FEATURE_KNOWLEDGE.get(knowledge.removesuffix(_LOGITS_SUFFIX))
+        self.soft_factor = temperature**2 if soft_scale == "t2" else 1.0
+        self.map_distance = normalised_map_distance if feature_norm == "l2" else _mse
 
     @classmethod
     def hard_only(cls) -> DistillationLoss:
@@ -111,8 +138,10 @@ class DistillationLoss(nn.Module):
         feature = soft = zero
         if self.feature_maps is not None:
             pairs = zip(self.feature_maps(student), self.feature_maps(teacher), strict=True)
-            feature = sum((F.mse_loss(_wide(s), _wide(t.detach())) for s, t in pairs), zero)
+            feature = sum((self.map_distance(s, t.detach()) for s, t in pairs), zero)
         if self.uses_logits:
-            soft = soft_cross_entropy(student.logits, teacher.logits.detach(), self.temperature)
+            soft = self.soft_factor * soft_cross_entropy(
+                student.logits, teacher.logits.detach(), self.temperature
+            )
         total = self.lambda1 * feature + self.lambda2 * soft + self.lambda3 * hard
         return LossTerms(total=total, feature=feature, soft=soft, hard=hard)

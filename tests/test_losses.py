@@ -132,3 +132,38 @@ def test_terms_log_as_floats():
     floats = terms.as_floats()
     assert set(floats) == {"total", "feature", "soft", "hard"}
     assert floats["total"] == pytest.approx(terms.total.item())
+
+
+def unit_distance(a, b):
+    """Per sample: |a/|a| - b/|b||^2 over the flattened map; then the batch mean (float64)."""
+    total = 0.0
+    for row_a, row_b in zip(a.flatten(1).tolist(), b.flatten(1).tolist(), strict=True):
+        norm_a, norm_b = math.sqrt(sum(x * x for x in row_a)), math.sqrt(sum(x * x for x in row_b))
+        total += sum((x / norm_a - y / norm_b) ** 2 for x, y in zip(row_a, row_b, strict=True))
+    return total / a.shape[0]
+
+
+def test_t2_scaling_and_normalised_maps_against_hand_computation():
+    student, teacher = random_output(12), random_output(13)
+    t = 3.0
+    plain = DistillationLoss(temperature=t)(student, teacher, LABELS)
+    options = DistillationLoss(temperature=t, soft_scale="t2", feature_norm="l2")
+    terms = options(student, teacher, LABELS)
+    assert terms.soft.item() == pytest.approx(t * t * plain.soft.item(), rel=1e-12)
+    feature = unit_distance(student.freq_map, teacher.freq_map) + unit_distance(
+        student.spatial_map, teacher.spatial_map
+    )
+    assert terms.feature.item() == pytest.approx(feature, rel=1e-12)
+    assert terms.hard.item() == plain.hard.item()
+    # Normalised maps ignore the maps' scale: a teacher 1000x larger gives the same term.
+    louder = teacher._replace(
+        freq_map=teacher.freq_map * 1000, spatial_map=teacher.spatial_map * 1000
+    )
+    assert options(student, louder, LABELS).feature.item() == pytest.approx(feature, rel=1e-9)
+
+
+def test_unknown_balancing_options_are_refused():
+    with pytest.raises(ValueError, match="unknown soft_scale 'hinton'"):
+        DistillationLoss(soft_scale="hinton")
+    with pytest.raises(ValueError, match="unknown feature_norm 'l1'"):
+        DistillationLoss(feature_norm="l1")
