@@ -19,7 +19,10 @@ def variants(space) -> list[dict]:
     return [resolved for _, resolved in generate_variants(space.param_space())]
 
 
-@pytest.mark.parametrize("name", ["default", "fusion_ablation", "knowledge_ablation", "backbones"])
+@pytest.mark.parametrize(
+    "name",
+    ["default", "fusion_ablation", "knowledge_ablation", "backbones", "distillation_options"],
+)
 def test_shipped_spaces_load_and_document_themselves(name):
     path = SPACES / f"{name}.yaml"
     assert path.read_text().startswith("#")  # documented at its top
