@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -76,10 +75,6 @@ def alive_nodes() -> list[Node]:
     ]
 
 
-def _on_node(check: Callable[..., list[str]], *args: Any) -> tuple[str, list[str]]:
-    return socket.gethostname(), check(*args)
-
-
 def on_every_node(
     check: Callable[..., list[str]], *args: Any, timeout_s: float = 60.0
 ) -> dict[Node, list[str]]:
@@ -90,12 +85,12 @@ def on_every_node(
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    task = ray.remote(num_cpus=0, max_retries=0)(_on_node)
+    task = ray.remote(num_cpus=0, max_retries=0)(check)
     nodes = alive_nodes()
     refs = {
         node: task.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node.node_id, soft=False)
-        ).remote(check, *args)
+        ).remote(*args)
         for node in nodes
     }
     ready, late = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
@@ -110,7 +105,7 @@ def on_every_node(
             problems[node] = [f"did not answer within {timeout_s:g} s"]
             continue
         try:
-            _, found = ray.get(ref)
+            found = ray.get(ref)
         except ray.exceptions.RayError as error:
             found = [f"the check failed: {error}"]
         problems[node] = found
