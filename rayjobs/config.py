@@ -13,13 +13,15 @@ from pathlib import Path
 from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
 from sffb.backbone import available_backbones
 from sffb.fusion import FUSIONS
-from sffb.losses import FEATURE_NORMS, KNOWLEDGE_TYPES, SOFT_SCALES
+from sffb.losses import DistillationLoss
 from sffb.model import SFFBConfig
 
 PRESETS = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "cpu-demo"
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 MODEL_INITS = ("auto", "random", "pretrained", "teacher")
+#: timm's learning-rate schedules that make sense stepped once per epoch.
+LR_SCHEDULES = ("constant", "cosine", "poly", "tanh")
 #: The SFFBConfig keys that fix the weights' shapes: a teacher-initialised student must match.
 ARCHITECTURE_KEYS = ("backbone", "fusion", "fusion_options", "num_classes", "image_size",
                      "band_cuts")  # fmt: skip
@@ -60,6 +62,9 @@ class LossConfig:
     knowledge: str = "maps+logits"
     soft_scale: str = "none"  # "t2": L_soft times T^2 (Hinton et al.); "none": the paper's
     feature_norm: str = "none"  # "l2": maps L2-normalised per sample before comparing
+    balance: str = "none"  # "running": each term divided by its running mean (EMA)
+    balance_momentum: float = 0.99  # the EMA's momentum per step
+    kd_warmup_epochs: int = 0  # feature + soft terms ramp from 0 (epoch 0) to full at this epoch
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,11 @@ class OptimConfig:
     weight_decay: float = 0.0
     epochs: int = 10
     fused: bool = False  # fused Adam kernel (CUDA)
+    # Learning-rate schedule (timm's, stepped per epoch): LR_SCHEDULES; constant = the paper's.
+    schedule: str = "constant"
+    warmup_epochs: int = 0  # linear warm-up from warmup_lr to lr over these first epochs
+    warmup_lr: float = 1.0e-5
+    min_lr: float = 0.0  # where cosine / poly / tanh end
 
 
 @dataclass(frozen=True)
@@ -141,17 +151,17 @@ class JobConfig:
             raise ValueError(
                 f"model.fusion: unknown {self.model.fusion!r}; one of {sorted(FUSIONS)}"
             )
-        if self.loss.soft_scale not in SOFT_SCALES:
+        try:  # the loss validates its own options: one source of truth for them
+            DistillationLoss(**vars(self.loss))
+        except ValueError as error:
+            raise ValueError(f"loss: {error}") from None
+        if self.optim.schedule not in LR_SCHEDULES:
             raise ValueError(
-                f"loss.soft_scale: unknown {self.loss.soft_scale!r}; one of {SOFT_SCALES}"
+                f"optim.schedule: unknown {self.optim.schedule!r}; one of {LR_SCHEDULES}"
             )
-        if self.loss.feature_norm not in FEATURE_NORMS:
+        if not 0 <= self.optim.warmup_epochs < max(self.optim.epochs, 1):
             raise ValueError(
-                f"loss.feature_norm: unknown {self.loss.feature_norm!r}; one of {FEATURE_NORMS}"
-            )
-        if self.loss.knowledge not in KNOWLEDGE_TYPES:
-            raise ValueError(
-                f"loss.knowledge: unknown {self.loss.knowledge!r}; one of {KNOWLEDGE_TYPES}"
+                f"optim.warmup_epochs {self.optim.warmup_epochs} must be in [0, optim.epochs)"
             )
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(

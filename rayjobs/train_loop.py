@@ -18,9 +18,11 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 
 from rayjobs.checkpoints import initial_model, load_model, load_state, save_state
-from rayjobs.config import JobConfig
+from rayjobs.config import JobConfig, OptimConfig
 from rayjobs.configtree import from_dict
 from rayjobs.step import TrainingStep, autocast, prepare_input
 from sffb.losses import DistillationLoss
@@ -42,6 +44,15 @@ def with_sync_batchnorm(
     if job.scaling.sync_batchnorm and world > 1 and device.type == "cuda":
         return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
     return network
+
+
+def lr_schedule(optimiser: torch.optim.Optimizer, optim: OptimConfig) -> Scheduler:
+    """timm's ``optim.schedule`` after its linear warm-up; ``step(epoch)`` sets that epoch's lr."""
+    scheduler, _ = create_scheduler_v2(
+        optimiser, sched=optim.schedule, num_epochs=optim.epochs,
+        warmup_epochs=optim.warmup_epochs, warmup_lr=optim.warmup_lr, min_lr=optim.min_lr,
+    )  # fmt: skip
+    return scheduler
 
 
 def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
@@ -113,6 +124,9 @@ def train_worker(loop_config: dict) -> None:
         weight_decay=job.optim.weight_decay,
         fused=job.optim.fused and device.type == "cuda",
     )
+    schedule = lr_schedule(optimiser, job.optim)
+    loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
+    loss_fn.to(device)
     start_epoch, history, best_auc = 0, [], -math.inf
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
@@ -120,6 +134,7 @@ def train_worker(loop_config: dict) -> None:
             state = load_state(Path(directory))
         network.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimizer"])
+        loss_fn.load_state_dict(state.get("loss", {}), strict=False)  # running magnitudes
         start_epoch, history = state["epoch"] + 1, state["history"]
         best_auc = state["best_auc"]
 
@@ -128,7 +143,6 @@ def train_worker(loop_config: dict) -> None:
         teacher = load_model(loop_config["teacher_checkpoint"], device).requires_grad_(False)
         if job.scaling.channels_last:
             teacher = teacher.to(memory_format=torch.channels_last)
-    loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
 
     levels = job.training_levels(mode)
     on_device = job.data.augment_on == "device"
@@ -141,6 +155,8 @@ def train_worker(loop_config: dict) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     for epoch in range(start_epoch, job.optim.epochs):
         model.train()
+        loss_fn.start_epoch(epoch)  # KD warm-up
+        schedule.step(epoch)  # the epoch's learning rate, from the epoch alone: resumable
         sums: dict[str, float] = defaultdict(float)
         steps = 0
         for batch in train_shard.iter_torch_batches(
@@ -156,6 +172,8 @@ def train_worker(loop_config: dict) -> None:
                 sums[name] += value
             steps += 1
         metrics = _mean_across_workers(sums, steps, device)
+        metrics["lr"] = optimiser.param_groups[0]["lr"]
+        metrics["kd_weight"] = loss_fn.distillation_weight
 
         local = score_split(network, val_shard, input_level, per_worker, device, job)
         scores = gather_scores(local)
@@ -174,6 +192,7 @@ def train_worker(loop_config: dict) -> None:
                     Path(directory),
                     model=network.state_dict(),
                     optimizer=optimiser.state_dict(),
+                    loss=loss_fn.state_dict(),
                     epoch=epoch,
                     history=history,
                     best_auc=best_auc,

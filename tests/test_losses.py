@@ -167,3 +167,62 @@ def test_unknown_balancing_options_are_refused():
         DistillationLoss(soft_scale="hinton")
     with pytest.raises(ValueError, match="unknown feature_norm 'l1'"):
         DistillationLoss(feature_norm="l1")
+    with pytest.raises(ValueError, match="unknown balance 'adaptive'"):
+        DistillationLoss(balance="adaptive")
+
+
+def test_running_balance_divides_each_term_by_its_hand_computed_moving_mean():
+    momentum, lambdas = 0.9, (2.0, 100.0, 1.0)
+    loss = DistillationLoss(*lambdas, balance="running", balance_momentum=momentum)
+    plain = DistillationLoss(*lambdas)
+    means: dict[str, float] = {}
+    for step in range(4):
+        student, teacher = random_output(20 + 2 * step), random_output(21 + 2 * step)
+        raw = plain(student, teacher, LABELS).as_floats()
+        terms = loss(student, teacher, LABELS)
+        for name in ("feature", "soft", "hard"):  # a float64 EMA seeded by the first value
+            previous = means.get(name)
+            value = raw[name]
+            means[name] = value if previous is None else momentum * previous + 0.1 * value
+            assert terms.as_floats()[name] == pytest.approx(value, rel=1e-12)  # logged raw
+        expected = sum(
+            weight * raw[name] / means[name]
+            for weight, name in zip(lambdas, ("feature", "soft", "hard"), strict=True)
+        )
+        assert terms.total.item() == pytest.approx(expected, rel=1e-12)
+        assert sum(terms.weighted.values()).item() == pytest.approx(expected, rel=1e-12)
+    # The means are the loss's state: a checkpoint restores them exactly, and eval mode freezes.
+    restored = DistillationLoss(*lambdas, balance="running", balance_momentum=momentum)
+    restored.load_state_dict(loss.state_dict())
+    student, teacher = random_output(40), random_output(41)
+    restored.eval()
+    loss.eval()
+    assert (
+        restored(student, teacher, LABELS).total.item()
+        == loss(student, teacher, LABELS).total.item()
+    )
+    assert loss.magnitudes.means.tolist() == pytest.approx(
+        [means[n] for n in ("feature", "soft", "hard")]
+    )
+
+
+def test_running_balance_leaves_unused_terms_at_zero():
+    loss = DistillationLoss(knowledge="fused_map", balance="running")
+    terms = loss(random_output(50), random_output(51), LABELS)
+    assert terms.soft.item() == 0.0
+    assert loss.magnitudes.seen.tolist() == [True, False, True]
+    # The first step divides each used term by itself: lambda1 + lambda3.
+    assert terms.total.item() == pytest.approx(2.0 + 1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("epoch", "warmup", "factor"), [(0, 0, 1.0), (0, 2, 0.0), (1, 2, 0.5), (2, 2, 1.0), (5, 2, 1.0)]
+)
+def test_kd_warmup_ramps_only_the_distillation_terms(epoch, warmup, factor):
+    student, teacher = random_output(60), random_output(61)
+    loss = DistillationLoss(kd_warmup_epochs=warmup)
+    loss.start_epoch(epoch)
+    terms = loss(student, teacher, LABELS)
+    expected = factor * (2.0 * terms.feature.item() + 100.0 * terms.soft.item()) + terms.hard.item()
+    assert terms.total.item() == pytest.approx(expected, rel=1e-12)
+    assert loss.distillation_weight == factor

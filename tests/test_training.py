@@ -6,6 +6,7 @@ Tiny backbone (timm's test_resnet) and 64x64 crops: the jobs, not the backbone, 
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -119,7 +120,11 @@ def test_training_loss_goes_down(teacher):
 def test_distillation_and_evaluation(teacher, prepared, home):
     _, teacher_outcome = teacher
     shards, _ = prepared
-    job = tiny_job(shards, home, epochs=2, run_name="student")
+    # Beyond the paper's loss: a cosine schedule after one warm-up epoch, running-magnitude
+    # balancing and one epoch of KD warm-up (hard loss alone in epoch 0).
+    options = ["optim.schedule=cosine", "optim.warmup_epochs=1", "optim.warmup_lr=1e-5"]
+    options += ["loss.balance=running", "loss.kd_warmup_epochs=1"]
+    job = tiny_job(shards, home, epochs=2, overrides=options, run_name="student")
     links = {"sffb.teacher_run_id": teacher_outcome.mlflow_run_id}
     outcome = run_training(job, "student", teacher_outcome.best_checkpoint, extra_tags=links)
     table = evaluate(
@@ -147,6 +152,13 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     assert run.data.tags["sffb.teacher_run_id"] == teacher_outcome.mlflow_run_id
     assert run.data.params["data.student_level"] == "c23"
     assert epochs_logged(job, run.info.run_id, "train_soft") == [0, 1]
+    client = MlflowClient(job.tracking.tracking_uri)
+    logged_lr = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
+    assert logged_lr == pytest.approx([1e-5, 0.5e-3 * (1 + math.cos(math.pi / 2))])  # lr = 1e-3
+    kd_weights = [m.value for m in client.get_metric_history(run.info.run_id, "kd_weight")]
+    assert kd_weights == [0.0, 1.0]
+    means = load_state(outcome.best_checkpoint)["loss"]["magnitudes.means"]
+    assert means.dtype == torch.float64 and bool((means > 0).all())  # saved with the checkpoint
     assert "test_c40_frame_auc" in run.data.metrics
     logged = run.data.metrics["baseline_teacher_test_c40_frame_auc"]
     assert logged == pytest.approx(teacher_c40.report.frame.auc)
