@@ -78,6 +78,10 @@ class OptimConfig:
     warmup_epochs: int = 0  # linear warm-up from warmup_lr to lr over these first epochs
     warmup_lr: float = 1.0e-5
     min_lr: float = 0.0  # where cosine / poly / tanh end
+    # After each epoch, BatchNorm statistics recomputed on this many of the epoch's first
+    # (un-augmented) batches per worker before validation and checkpointing ("precise BN",
+    # sffb/batchnorm.py): short runs otherwise evaluate with stale statistics. 0 = off.
+    precise_bn_batches: int = 16
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,9 @@ class TrackingConfig:
     storage_path: str = ""  # checkpoints, a path or URI (s3://...); "" = $SFFB_HOME/runs
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else SQLite under $SFFB_HOME
     teacher_run: str = ""  # distillation: the teacher run's name ("" = the default teacher)
+    # CPU, memory, disk, network and (with nvidia-ml-py) GPU use of rank 0's machine, logged
+    # by MLflow as system/* metrics every this many seconds during training; 0 = off.
+    system_metrics_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 
@@ -25,6 +27,7 @@ from rayjobs.checkpoints import initial_model, load_model, load_state, save_stat
 from rayjobs.config import JobConfig, OptimConfig
 from rayjobs.configtree import from_dict
 from rayjobs.step import TrainingStep, autocast, prepare_input
+from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
@@ -53,6 +56,52 @@ def lr_schedule(optimiser: torch.optim.Optimizer, optim: OptimConfig) -> Schedul
         warmup_epochs=optim.warmup_epochs, warmup_lr=optim.warmup_lr, min_lr=optim.min_lr,
     )  # fmt: skip
     return scheduler
+
+
+@contextmanager
+def system_metrics(loop_config: dict, job: JobConfig, rank: int):
+    """MLflow's system-metrics monitor on rank 0 while training (``system/*`` metrics).
+
+    Resumes the run's step count, so a restarted worker or a relaunched run continues it.
+    """
+    tracking = loop_config.get("mlflow")
+    interval = job.tracking.system_metrics_interval_s
+    if rank != 0 or not tracking or interval <= 0:
+        yield
+        return
+    monitor = SystemMetricsMonitor(
+        tracking["run_id"], sampling_interval=interval, resume_logging=True,
+        tracking_uri=tracking["uri"],
+    )  # fmt: skip
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+def train_epoch(
+    step: TrainingStep, shard, job: JobConfig, per_worker: int, device: torch.device
+) -> tuple[dict[str, float], int, list[torch.Tensor]]:
+    """One pass over this worker's training shard: summed loss terms, steps, and the first
+    ``optim.precise_bn_batches`` model inputs (before augmentation) for BatchNorm statistics."""
+    sums: dict[str, float] = defaultdict(float)
+    steps = 0
+    calibration: list[torch.Tensor] = []
+    for batch in shard.iter_torch_batches(
+        batch_size=per_worker,
+        prefetch_batches=job.data.prefetch_batches,
+        local_shuffle_buffer_size=job.data.shuffle_buffer or None,
+        drop_last=True,
+        device=device,
+        dtypes=None,
+    ):
+        if len(calibration) < job.optim.precise_bn_batches:
+            calibration.append(batch[step.input_level])
+        for name, value in step(batch).items():
+            sums[name] += value
+        steps += 1
+    return sums, steps, calibration
 
 
 def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
@@ -153,54 +202,46 @@ def train_worker(loop_config: dict) -> None:
     per_worker = job.data.batch_size // world
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    for epoch in range(start_epoch, job.optim.epochs):
-        model.train()
-        loss_fn.start_epoch(epoch)  # KD warm-up
-        schedule.step(epoch)  # the epoch's learning rate, from the epoch alone: resumable
-        sums: dict[str, float] = defaultdict(float)
-        steps = 0
-        for batch in train_shard.iter_torch_batches(
-            batch_size=per_worker,
-            prefetch_batches=job.data.prefetch_batches,
-            local_shuffle_buffer_size=job.data.shuffle_buffer or None,
-            drop_last=True,
-            device=device,
-            dtypes=None,
-        ):
-            terms = step(batch)
-            for name, value in terms.items():
-                sums[name] += value
-            steps += 1
-        metrics = _mean_across_workers(sums, steps, device)
-        metrics["lr"] = optimiser.param_groups[0]["lr"]
-        metrics["kd_weight"] = loss_fn.distillation_weight
+    with system_metrics(loop_config, job, rank):  # system/* metrics in MLflow
+        for epoch in range(start_epoch, job.optim.epochs):
+            model.train()
+            loss_fn.start_epoch(epoch)  # KD warm-up
+            schedule.step(epoch)  # the epoch's learning rate, from the epoch alone: resumable
+            sums, steps, calibration = train_epoch(step, train_shard, job, per_worker, device)
+            count = common_batch_count(len(calibration), device)
+            recalibrate_batchnorm(network, calibration[:count])
+            metrics = _mean_across_workers(sums, steps, device)
+            metrics["lr"] = optimiser.param_groups[0]["lr"]
+            metrics["kd_weight"] = loss_fn.distillation_weight
 
-        local = score_split(network, val_shard, input_level, per_worker, device, job)
-        scores = gather_scores(local)
-        report = evaluate_detection(scores["labels"], scores["scores"], scores["keys"])
-        metrics.update(report.as_dict("val_"))
-        metrics["epoch"] = epoch
-        history = [*history, metrics]
-        best_auc = max(best_auc, metrics[SELECTION_METRIC])
-        if rank == 0:
-            print(epoch_summary(metrics, job.optim.epochs), flush=True)  # progress on the console
-
-        with tempfile.TemporaryDirectory() as directory:
-            checkpoint = None
+            local = score_split(network, val_shard, input_level, per_worker, device, job)
+            scores = gather_scores(local)
+            report = evaluate_detection(scores["labels"], scores["scores"], scores["keys"])
+            metrics.update(report.as_dict("val_"))
+            metrics["epoch"] = epoch
+            history = [*history, metrics]
+            best_auc = max(best_auc, metrics[SELECTION_METRIC])
             if rank == 0:
-                save_state(
-                    Path(directory),
-                    model=network.state_dict(),
-                    optimizer=optimiser.state_dict(),
-                    loss=loss_fn.state_dict(),
-                    epoch=epoch,
-                    history=history,
-                    best_auc=best_auc,
-                    config=job,
+                print(
+                    epoch_summary(metrics, job.optim.epochs), flush=True
+                )  # progress on the console
+
+            with tempfile.TemporaryDirectory() as directory:
+                checkpoint = None
+                if rank == 0:
+                    save_state(
+                        Path(directory),
+                        model=network.state_dict(),
+                        optimizer=optimiser.state_dict(),
+                        loss=loss_fn.state_dict(),
+                        epoch=epoch,
+                        history=history,
+                        best_auc=best_auc,
+                        config=job,
+                    )
+                    checkpoint = ray.train.Checkpoint.from_directory(directory)
+                ray.train.report(
+                    {**metrics, "epochs_done": epoch + 1, "history": history},
+                    checkpoint=checkpoint,
+                    checkpoint_dir_name=f"epoch_{epoch:04d}",
                 )
-                checkpoint = ray.train.Checkpoint.from_directory(directory)
-            ray.train.report(
-                {**metrics, "epochs_done": epoch + 1, "history": history},
-                checkpoint=checkpoint,
-                checkpoint_dir_name=f"epoch_{epoch:04d}",
-            )
