@@ -26,6 +26,7 @@ from matplotlib.figure import Figure  # the object API: no pyplot state, no disp
 from matplotlib.ticker import MaxNLocator
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
 
 from data_prep.defaults import local_workdir
 from rayjobs.config import TrackingConfig
@@ -107,18 +108,37 @@ def swept_params(runs: Sequence[Run]) -> list[str]:
     ]
 
 
+def _provenance(run: Run) -> dict[str, str]:
+    """Which code and data a run used: MLflow's git-commit tag, the training dataset's digest."""
+    training = [
+        i.dataset.digest
+        for i in (run.inputs.dataset_inputs if run.inputs else [])
+        if any(t.key == MLFLOW_DATASET_CONTEXT and t.value == "training" for t in i.tags)
+    ]
+    return {
+        "commit": run.data.tags.get(MLFLOW_GIT_COMMIT, "")[:10],
+        "data": training[0][:10] if training else "",
+    }
+
+
 def run_table(runs: Sequence[Run], params: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
-    """One row per run: name, how it ended, the given params and final metric values."""
+    """One row per run: name, how it ended, the given params and final metric values.
+
+    ``commit`` and ``data`` columns appear when the runs differ in code or training data: a
+    difference a comparison must not hide.
+    """
     rows = []
     for run in runs:
         row = {
             "run": run.info.run_name,
             "status": run.data.tags.get("sffb.stop_reason", run.info.status.lower()),
+            **_provenance(run),
         }
         row.update({k: run.data.params.get(k) for k in params})
         row.update({k: run.data.metrics.get(k, math.nan) for k in metrics})
         rows.append(row)
-    table = pd.DataFrame(rows, columns=["run", "status", *params, *metrics])
+    differing = [k for k in ("commit", "data") if len({r[k] for r in rows if r[k]}) > 1]
+    table = pd.DataFrame(rows, columns=["run", "status", *differing, *params, *metrics])
     for key in params:  # MLflow stores params as text: numbers become numbers again
         numbers = pd.to_numeric(table[key], errors="coerce")
         if numbers.notna().sum() == table[key].notna().sum():

@@ -34,6 +34,7 @@ from rayjobs.config import DataConfig
 from rayjobs.data import paired_dataset, shard_files
 from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
+from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.tracking import find_or_create_run, tracking_uri
 from sffb.metrics import DetectionReport, evaluate_detection, roc_curve
 from sffb.model import SFFB
@@ -223,6 +224,7 @@ def evaluate(
     print(to_markdown(table))
     if run_id is not None:
         log_table(tracking_uri(uri), run_id, table, scored, levels)
+        log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
     return table
 
 

@@ -35,11 +35,13 @@ from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, paired_dataset, shard_files
 from rayjobs.preflight import Needs, PreflightError, check_every_node
+from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.tracking import (
     EpochLogger,
+    experiment_url,
     file_sha256,
     find_or_create_run,
-    git_commit,
+    is_server,
     set_tags,
     sqlite_file,
     tracking_uri,
@@ -162,7 +164,6 @@ def run_training(
     manifest = storage.join(job.data.shards, "manifest.json")
     tags = {
         "sffb.mode": mode,
-        "sffb.git_commit": git_commit(),
         "sffb.manifest_sha256": file_sha256(manifest),
         "sffb.storage": storage.join(runs, run_name),
         **(extra_tags or {}),
@@ -170,7 +171,10 @@ def run_training(
     params = {**flatten(to_dict(job)), "mode": mode}
     run_id, created = find_or_create_run(uri, job.tracking.experiment, run_name, params, tags)
     client = MlflowClient(uri)
+    if is_server(uri):  # where to watch it, in the model-training view
+        print(f"MLflow: {experiment_url(uri, client.get_run(run_id).info.experiment_id)}")
     if created:
+        log_shard_inputs(uri, run_id, job.data.shards, ("train", "val"), job.data.methods)
         with tempfile.TemporaryDirectory() as directory:
             effective = Path(directory) / "config.yaml"
             effective.write_text(yaml.safe_dump(to_dict(job), sort_keys=False))
@@ -191,6 +195,7 @@ def run_training(
             "teacher_checkpoint": (
                 teacher_checkpoint if job.needs_teacher_checkpoint(mode) else None
             ),
+            "mlflow": {"uri": uri, "run_id": run_id},  # rank 0 logs system metrics there
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers,

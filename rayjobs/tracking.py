@@ -11,19 +11,30 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 import time
 from numbers import Number
 from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
+from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT, MLFLOW_SOURCE_NAME
 from ray.train import UserCallback
 
 from data_prep import storage
 from data_prep.defaults import workdir
 
 REPO = Path(__file__).resolve().parents[1]
+#: MLflow 3 opens an experiment in the GenAI view (traces, agents) unless its kind says otherwise;
+#: the kind is this experiment tag, with the value MLflow's UI gives classic model training.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+#: MLflow 3.17's UI picks GenAI or model training per browser (a sidebar switch, default GenAI)
+#: and reads the experiment's kind only where that switch is off; this query selects the view.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def tracking_uri(configured: str = "") -> str:
@@ -68,6 +79,27 @@ def git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def entry_point() -> str:
+    """The script this process runs, relative to the repository (``rayjobs/distill.py``)."""
+    script = Path(sys.argv[0]).resolve()
+    return str(script.relative_to(REPO)) if script.is_relative_to(REPO) else sys.argv[0]
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's own source tags (user, entry point, type, git commit) for a new run.
+
+    MLflow's context providers resolve them as ``mlflow.start_run`` would; the entry point is
+    named relative to the repository, and the commit comes from ``git`` even where MLflow's
+    provider finds none. Runs created in a Ray worker (Tune trials) get the driver's entry point
+    from their caller.
+    """
+    tags = {**resolve_tags(), MLFLOW_SOURCE_NAME: entry_point()}
+    commit = git_commit()
+    if commit != "unknown":
+        tags[MLFLOW_GIT_COMMIT] = commit
+    return tags
+
+
 def file_sha256(location: str | Path) -> str:
     """SHA-256 of a file at a path or URI; ``none`` when absent."""
     try:
@@ -105,16 +137,36 @@ def find_or_create_run(
     if existing is not None:
         client.update_run(existing, status="RUNNING")
         return existing, False
-    found = client.get_experiment_by_name(experiment)
-    if found is None:
-        experiment_id = client.create_experiment(
-            experiment, artifact_location=artifact_location(uri, experiment)
-        )
-    else:
-        experiment_id = found.experiment_id
+    experiment_id = ensure_experiment(uri, experiment)
+    tags = {**source_tags(), **tags}
     run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     client.log_batch(run.info.run_id, params=[Param(k, str(v)[:6000]) for k, v in params.items()])
     return run.info.run_id, True
+
+
+def experiment_url(server: str, experiment_id: str) -> str:
+    """The experiment's runs page on a tracking server, in the model-training view."""
+    return f"{server.rstrip('/')}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+
+
+def ensure_experiment(uri: str, name: str) -> str:
+    """The experiment's id; created if absent. Either way it opens in MLflow's training view."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(name)
+    if found is None:
+        try:
+            return client.create_experiment(
+                name,
+                artifact_location=artifact_location(uri, name),
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND},
+            )
+        except MlflowException:  # created meanwhile by another process (concurrent trials)
+            found = client.get_experiment_by_name(name)
+            if found is None:
+                raise
+    if EXPERIMENT_KIND_TAG not in found.tags:
+        client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
+    return found.experiment_id
 
 
 def artifact_location(uri: str, experiment: str) -> str | None:

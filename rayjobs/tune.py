@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_SOURCE_NAME
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
@@ -40,7 +41,7 @@ from rayjobs.launch import (
     storage_path,
 )
 from rayjobs.search_space import SearchSpace, load_space
-from rayjobs.tracking import find_or_create_run, set_tags, tracking_uri
+from rayjobs.tracking import entry_point, find_or_create_run, set_tags, tracking_uri
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "default.yaml"
 
@@ -92,6 +93,7 @@ def run_trial(params: dict[str, Any], settings: dict[str, Any]) -> None:
         "mlflow.parentRunId": settings["parent_run_id"],
         "sffb.sweep": settings["sweep"],
         "sffb.trial_id": trial,
+        MLFLOW_SOURCE_NAME: settings["entry_point"],  # this process is a Ray worker
     }
     teacher = settings["teachers"].get(job.model.backbone)
     run_training(job, "student", teacher, extra_tags=tags, callbacks=(TuneReportCallback(),))
@@ -164,6 +166,7 @@ def sweep(space_path: Path, sweep_name: str = "") -> dict[str, Any]:
         "experiment": base.tracking.experiment,
         "parent_run_id": parent_run_id,
         "teachers": teachers,
+        "entry_point": entry_point(),
     }
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, settings=settings), {"cpu": space.tune.cpus_per_trial}
