@@ -40,7 +40,7 @@ def test_pipeline_bench_prints_every_figure(tmp_path):
     command = [
         sys.executable, "bench/pipeline.py", "--workdir", str(tmp_path / "work"),
         "--reals", "6", "--frames", "4", "--width", "192", "--height", "144",
-        "--crop-size", "64", "--passes", "1",
+        "--crop-size", "64", "--passes", "1", "--rows", "240",
         "--backbone", "test_resnet", "--train-size", "32", "--batch", "2",
         "--steps", "2", "--warmup", "1", "--node-cores", "4", "--json", str(out),
     ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -13,6 +14,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from rayjobs.compare import main
+from rayjobs.run_inputs import log_shard_inputs
+from rayjobs.tracking import ensure_experiment, experiment_url
 from tests.servers import mlflow_server
 
 EXPERIMENT = "compare-test"
@@ -24,10 +27,23 @@ TRIALS = {
 }
 
 
-def _log_trial(client: MlflowClient, experiment_id: str, parent_id: str, name: str, spec) -> None:
+#: A preparation manifest as data_prep writes it (the parts dataset inputs read).
+MANIFEST = {
+    "config": {"levels": ["raw", "c23"], "crop_size": 64},
+    "rows": {"train": {"original": {"0": 8}, "Deepfakes": {"1": 8}}, "val": {"original": {"0": 4}}},
+}
+COMMITS = {"trial-a": "a" * 40, "trial-b": "a" * 40, "trial-c": "c" * 40, "old-trial": "a" * 40}
+
+
+def _log_trial(client, experiment_id: str, parent_id: str, name: str, spec, shards: Path) -> None:
     lambda2, fusion, aucs, eer, reason = spec
-    tags = {"mlflow.parentRunId": parent_id, "sffb.stop_reason": reason}
+    tags = {
+        "mlflow.parentRunId": parent_id,
+        "sffb.stop_reason": reason,
+        "mlflow.source.git.commit": COMMITS[name],
+    }
     run_id = client.create_run(experiment_id, run_name=name, tags=tags).info.run_id
+    log_shard_inputs(client.tracking_uri, run_id, str(shards), ("train", "val"))
     params = {
         "loss.lambda2": lambda2,
         "model.fusion": fusion,
@@ -48,15 +64,16 @@ def store(tmp_path_factory) -> tuple[str, str]:
     folder = tmp_path_factory.mktemp("compare")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     client = MlflowClient(uri)
-    experiment_id = client.create_experiment(
-        EXPERIMENT, artifact_location=(folder / "artifacts").as_uri()
-    )
+    experiment_id = ensure_experiment(uri, EXPERIMENT)  # as the jobs create it
+    shards = folder / "shards-v1"
+    shards.mkdir()
+    (shards / "manifest.json").write_text(json.dumps(MANIFEST))
     old = client.create_run(experiment_id, run_name="s1", tags={"sffb.mode": "sweep"})
-    _log_trial(client, experiment_id, old.info.run_id, "old-trial", TRIALS["trial-a"])
+    _log_trial(client, experiment_id, old.info.run_id, "old-trial", TRIALS["trial-a"], shards)
     time.sleep(0.01)  # s2 starts strictly later: it is the most recent sweep
     parent = client.create_run(experiment_id, run_name="s2", tags={"sffb.mode": "sweep"})
     for name, spec in TRIALS.items():
-        _log_trial(client, experiment_id, parent.info.run_id, name, spec)
+        _log_trial(client, experiment_id, parent.info.run_id, name, spec, shards)
     return uri, parent.info.run_id
 
 
@@ -73,6 +90,8 @@ def test_latest_sweep_sorted_by_auc_with_swept_params(store, capsys):
     assert _order(out, TRIALS) == ["trial-b", "trial-a", "trial-c"]  # final AUC 0.8 > 0.7 > 0.5
     header = next(line for line in out.splitlines() if line.lstrip().startswith("run"))
     assert "loss.lambda2" in header and "model.fusion" in header
+    assert "commit" in header  # trial-c ran other code: the table says so
+    assert "data" not in header.split()  # every trial read the same shards
     assert "optim.epochs" not in header  # the same in every run: not a swept parameter
     assert "tracking.run_name" not in header
     assert "stopped by ASHA" in out
@@ -96,7 +115,7 @@ def test_plots_and_table_are_parent_run_artifacts(store, tmp_path):
         image = imread(png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.std() > 0  # drawn, not blank
     rows = (local / "runs.csv").read_text().splitlines()
-    assert rows[0].startswith("run,status,loss.lambda2,model.fusion,val_frame_auc")
+    assert rows[0].startswith("run,status,commit,loss.lambda2,model.fusion,val_frame_auc")
     assert [row.split(",")[0] for row in rows[1:]] == ["trial-b", "trial-a", "trial-c"]
 
 
@@ -141,8 +160,9 @@ def mlflow_ui(store, tmp_path) -> Iterator[str]:
         yield address
 
 
-def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_ui):
-    """The experiment page, rendered by headless Chromium, shows the trials under their sweep."""
+def test_mlflow_ui_lists_the_sweep_trials_with_their_datasets(store, mlflow_ui):
+    """The experiment's link, rendered by headless Chromium: the model-training runs view, the
+    trials under their sweep, each with its shards in the Dataset column."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -157,7 +177,7 @@ def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_ui):
         )
         try:
             page = browser.new_page()
-            page.goto(f"{mlflow_ui}/#/experiments/{experiment_id}/runs")
+            page.goto(experiment_url(mlflow_ui, experiment_id))
             sweep_name = page.get_by_text("s2", exact=True)
             sweep_name.wait_for(timeout=60_000)
             # Child runs are folded under their parent: unfold the sweep as a user would.
@@ -165,8 +185,11 @@ def test_mlflow_ui_lists_the_sweep_trials(store, mlflow_ui):
             for trial in TRIALS:
                 page.get_by_text(trial, exact=True).wait_for(timeout=30_000)
             rows = page.get_by_role("row").all_inner_texts()
+            datasets = page.get_by_text("shards-v1/train").all_inner_texts()
         finally:
             browser.close()
     listed = {line for row in rows for line in row.splitlines()}
     assert set(TRIALS) <= listed
     assert "old-trial" not in listed  # s1's trial stays folded under s1
+    # The Dataset column (the table's unpinned half): each unfolded trial's training shards.
+    assert len(datasets) == len(TRIALS), (datasets, rows)

@@ -53,6 +53,7 @@ def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking
         experiment=EXPERIMENT,
         storage_path=str(home / "runs"),
         tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        system_metrics_interval_s=1.0,  # a few samples even in a short run
     )
     settings.update(tracking)
     return replace(
@@ -88,7 +89,27 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     run = runs_by_name(job)["teacher"]
     assert run.info.status == "FINISHED" and run.info.run_id == outcome.mlflow_run_id
     assert run.data.params["loss.lambda2"] == "100.0" and run.data.params["mode"] == "teacher"
-    assert run.data.tags["sffb.git_commit"] and len(run.data.tags["sffb.manifest_sha256"]) == 64
+    assert len(run.data.tags["sffb.manifest_sha256"]) == 64
+    # MLflow's own source tags, as its UI and API read them.
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+    assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
+    assert run.data.tags["mlflow.source.name"] and run.data.tags["mlflow.user"]
+    experiment = MlflowClient(job.tracking.tracking_uri).get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # The shards it read, as dataset inputs: the Dataset column of the runs table.
+    inputs = {
+        i.dataset.name: (i.dataset.digest, {t.key: t.value for t in i.tags})
+        for i in run.inputs.dataset_inputs
+    }
+    digest = run.data.tags["sffb.manifest_sha256"][:32]
+    assert inputs == {
+        "reference/train": (digest, {"mlflow.data.context": "training"}),
+        "reference/val": (digest, {"mlflow.data.context": "validation"}),
+    }
+    # System metrics sampled on rank 0's machine while it trained.
+    assert {"system/cpu_utilization_percentage", "system/system_memory_usage_megabytes"} <= set(
+        run.data.metrics
+    )
     assert epochs_logged(job, run.info.run_id) == [0, 1, 2]
     artifacts = {
         a.path for a in MlflowClient(job.tracking.tracking_uri).list_artifacts(run.info.run_id)
@@ -160,6 +181,12 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     means = load_state(outcome.best_checkpoint)["loss"]["magnitudes.means"]
     assert means.dtype == torch.float64 and bool((means > 0).all())  # saved with the checkpoint
     assert "test_c40_frame_auc" in run.data.metrics
+    contexts = {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
+    assert contexts == {
+        "reference/train": "training",
+        "reference/val": "validation",
+        "reference/test": "test",
+    }
     logged = run.data.metrics["baseline_teacher_test_c40_frame_auc"]
     assert logged == pytest.approx(teacher_c40.report.frame.auc)
     evaluation = MlflowClient(job.tracking.tracking_uri).list_artifacts(
