@@ -22,6 +22,7 @@ from rayjobs.launch import (
     USER_ERRORS,
     best_checkpoint_path,
     default_run_name,
+    pretrain_teacher,
     resolve_data,
     run_training,
     storage_path,
@@ -36,7 +37,7 @@ def ensure_teacher(job: JobConfig, checkpoint: str | None, uri: str) -> tuple[st
         checkpoint = best_checkpoint_path(storage_path(job), teacher_name)
         if not has_checkpoint(checkpoint):
             print(f"no teacher at {checkpoint}: pretraining {teacher_name}")
-            run_training(job, "teacher")
+            pretrain_teacher(job, teacher_name)
     checkpoint = storage.normalise(checkpoint)
     links = {"sffb.teacher_checkpoint": checkpoint}
     teacher_run_id = find_run(uri, job.tracking.experiment, teacher_name)

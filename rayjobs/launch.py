@@ -92,6 +92,12 @@ def default_run_name(job: JobConfig, mode: str) -> str:
     return f"{mode}-{job.model.backbone}-{job.model.fusion}-{methods}-{level}"
 
 
+def pretrain_teacher(job: JobConfig, run_name: str) -> TrainOutcome:
+    """Pretrain the teacher as run ``run_name``: its own name, never the student's
+    ``tracking.run_name`` (which would make the student's relaunch resume the teacher)."""
+    return run_training(replace(job, tracking=replace(job.tracking, run_name=run_name)), "teacher")
+
+
 def best_checkpoint_path(runs: str, run_name: str) -> str:
     """Where a finished run's best checkpoint is copied: a stable location for the next job."""
     return storage.join(runs, run_name, "best")

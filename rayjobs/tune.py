@@ -35,6 +35,7 @@ from rayjobs.launch import (
     cluster_preflight,
     default_run_name,
     ensure_ray,
+    pretrain_teacher,
     publish_best,
     resolve_data,
     run_training,
@@ -65,10 +66,11 @@ def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, str]:
     teachers = {}
     for backbone in _values(space, "model.backbone", base.model.backbone):
         job = replace(base, model=replace(base.model, backbone=backbone))
-        path = best_checkpoint_path(storage_path(job), default_run_name(job, "teacher"))
+        name = job.tracking.teacher_run or default_run_name(job, "teacher")
+        path = best_checkpoint_path(storage_path(job), name)
         if not has_checkpoint(path):
             print(f"pretraining the {backbone} teacher for the sweep")
-            run_training(job, "teacher")
+            pretrain_teacher(job, name)
         teachers[backbone] = path
     return teachers
 

@@ -11,6 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score
+
+from bench.kd_diagnosis import load_batch
+from rayjobs.checkpoints import load_model, save_state
+from rayjobs.config import load_job_config
+from sffb.model import SFFB
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -60,3 +70,42 @@ def test_pipeline_bench_prints_every_figure(tmp_path):
         assert figures[key] >= 0, key
     assert set(figures["pairs_per_s_per_core_by_variant"]) == {"cpu", "device"}
     assert figures["ray_samples_per_s"] > 0 and figures["bare_samples_per_s"] > 0
+
+
+def test_kd_diagnosis_reports_terms_gradients_and_teacher_confidence(prepared, tmp_path):
+    """On real shards, with a checkpoint as training writes it (random weights, test backbone)."""
+    shards, _ = prepared
+    tiny = ["model.backbone=test_resnet", "model.image_size=64", "data.methods=[]"]
+    job = load_job_config("cpu-demo", overrides=tiny)
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    history = [{"epoch": 0, "train_total": 0.7, "val_frame_auc": 0.5}]
+    save_state(teacher, model=SFFB(job.model).state_dict(), config=job, history=history, epoch=0)
+    out = tmp_path / "diagnosis.json"
+    command = [
+        sys.executable, "bench/kd_diagnosis.py", "--teacher", str(teacher), "--shards",
+        str(shards), "--student", f"copy={teacher}", "--rows", "8", "--json", str(out),
+    ]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "## Loss terms on one step" in result.stdout
+    figures = json.loads(out.read_text())
+    assert figures["rows"] == 8
+    paper = figures["terms"]["fresh (random init)"]["paper (T=1)"]
+    assert paper["soft"]["weighted"] == pytest.approx(100 * paper["soft"]["value"], rel=1e-6)
+    assert paper["feature"]["grad_head"] == 0.0  # the maps come before fusion and head
+    assert paper["soft"]["grad_head"] > 0 and paper["hard"]["grad_trunk"] > 0
+    balanced = figures["terms"]["copy"]["running balance, lambda 1/1/1"]
+    assert [balanced[t]["weighted"] for t in ("feature", "soft", "hard")] == pytest.approx(
+        [1, 1, 1]
+    )
+    assert figures["histories"]["copy"] == history
+
+    # The teacher's accuracy on raw frames, recomputed independently with sklearn.
+    batch = load_batch(str(shards), "train", "c23", 8, (), 64)
+    with torch.no_grad():
+        predicted = load_model(teacher)(batch.raw).logits.argmax(1).numpy()
+    expected = accuracy_score(batch.labels.numpy(), predicted)
+    assert figures["teacher_on_raw"]["accuracy"] == pytest.approx(expected)
+    assert np.isfinite(figures["teacher_maps"]["spatial_map_rms"])

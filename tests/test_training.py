@@ -27,8 +27,9 @@ from sklearn.metrics import roc_auc_score
 
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
+from rayjobs.distill import ensure_teacher
 from rayjobs.evaluate import evaluate
-from rayjobs.launch import run_training
+from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
 from sffb.model import SFFB
 
 EXPERIMENT = "sffb-tests"
@@ -320,3 +321,18 @@ def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home
     source = load_model(teacher_outcome.best_checkpoint)
     parameters = dict(source.named_parameters())
     assert all(torch.equal(p, parameters[name]) for name, p in student.named_parameters())
+
+
+def test_a_named_student_pretrains_its_teacher_under_the_teachers_own_name(
+    prepared, tmp_path, ray_session
+):
+    """``distill.py --set tracking.run_name=X`` on a fresh store: the teacher is not run X."""
+    shards, _ = prepared
+    job = tiny_job(shards, tmp_path, epochs=1, run_name="my-student")
+    checkpoint, links = ensure_teacher(job, None, job.tracking.tracking_uri)
+    teacher_name = default_run_name(job, "teacher")
+    assert checkpoint == best_checkpoint_path(job.tracking.storage_path, teacher_name)
+    assert Path(checkpoint, "state.pt").is_file()
+    runs = runs_by_name(job)
+    assert "my-student" not in runs  # the student's name stays free for the student
+    assert links["sffb.teacher_run_id"] == runs[teacher_name].info.run_id
