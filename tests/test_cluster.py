@@ -8,7 +8,7 @@ over ``home``: the driver's local outputs folder does not exist there, as on a s
   training preflight must fail in seconds, naming that node and the path.
 - With shards, runs and checkpoints on an S3 endpoint (moto on 127.0.0.1) and tracking on
   ``mlflow server`` (artifacts on the same endpoint), distillation with one DDP worker per node,
-  evaluation and a sweep complete, and everything lands on the servers.
+  evaluation and a two-trial sweep complete, and everything lands on the servers.
 
 Every job runs as the command a user types, with ``RAY_ADDRESS`` pointing at the cluster.
 """
@@ -260,8 +260,8 @@ def test_sweep_on_the_cluster_logs_parent_and_children_to_the_server(
     space = {
         "preset": "cpu-demo",
         "fixed": fixed,
-        "search": {"loss.lambda2": {"grid": [10.0]}},  # one trial: two would share 2 cores
-        "tune": {"max_concurrent_trials": 1, "scheduler": "none"},
+        "search": {"loss.lambda2": {"grid": [1.0, 10.0]}},
+        "tune": {"max_concurrent_trials": 2, "scheduler": "none"},
     }
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -274,8 +274,8 @@ def test_sweep_on_the_cluster_logs_parent_and_children_to_the_server(
     children = [
         r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     ]
-    assert len(children) == 1
-    assert children[0].info.status == "FINISHED"
+    assert len(children) == 2
+    assert {r.info.status for r in children} == {"FINISHED"}
     assert parent.data.tags["sffb.best_trial"]
     keys = s3.keys(BUCKET, "runs/sweeps/")
     assert "runs/sweeps/sweep-cluster-best.json" in keys
