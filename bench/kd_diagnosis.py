@@ -32,10 +32,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
+from data_prep import storage
 from data_prep.shards import png_column
-from rayjobs.checkpoints import load_model, load_state
-from rayjobs.data import _decode, shard_files
-from sffb.losses import DistillationLoss
+from rayjobs.checkpoints import load_state, model_from_state
+from rayjobs.data import decode_pngs, shard_files
+from sffb.losses import TERMS, DistillationLoss
 from sffb.model import SFFB, SFFBOutput
 
 #: Loss settings compared: the paper's, and balancing options of distillation_options.yaml.
@@ -47,7 +48,6 @@ SETTINGS: dict[str, dict] = {
         "balance": "running", "lambda1": 1.0, "lambda2": 1.0, "lambda3": 1.0
     },
 }  # fmt: skip
-TERMS = ("feature", "soft", "hard")
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,11 @@ class Batch:
 
 def load_batch(shards: str, split: str, level: str, rows: int, methods, size: int) -> Batch:
     """``rows`` pairs, half real and half fake where possible, decoded as training decodes."""
-    files = shard_files(shards, split)
+    files = shard_files(shards, split)  # paths or URIs
+    fs = storage.filesystem(files[0])[0]
+    paths = [storage.filesystem(f)[1] for f in files]
     columns = ["label", "method", png_column("raw"), png_column(level)]
-    table = pq.read_table(files[0] if len(files) == 1 else files, columns=columns)
+    table = pq.read_table(paths, columns=columns, filesystem=fs)
     labels = table["label"].to_numpy()
     method = np.asarray(table["method"].to_pylist())
     keep = (labels == 0) | (np.isin(method, list(methods)) if methods else True)
@@ -74,7 +76,7 @@ def load_batch(shards: str, split: str, level: str, rows: int, methods, size: in
 
     def images(column: str) -> torch.Tensor:
         pngs = np.asarray(table[column].take(picked).to_pylist(), dtype=object)
-        return torch.from_numpy(_decode(pngs, size))
+        return torch.from_numpy(decode_pngs(pngs, size))
 
     return Batch(
         images(png_column("raw")),
@@ -137,27 +139,30 @@ def term_report(student: SFFB, teacher_out: SFFBOutput, batch: Batch, options: d
     return report
 
 
-def histories(checkpoints: dict[str, str]) -> dict[str, list[dict]]:
+def histories(states: dict[str, dict]) -> dict[str, list[dict]]:
+    """The per-epoch losses and validation AUCs each checkpoint's state holds."""
     keys = ("epoch", "train_total", "train_feature", "train_soft", "train_hard",
             "val_frame_auc", "val_video_auc", "lr", "kd_weight")  # fmt: skip
     return {
-        name: [{k: h[k] for k in keys if k in h} for h in load_state(path)["history"]]
-        for name, path in checkpoints.items()
+        name: [{k: h[k] for k in keys if k in h} for h in state["history"]]
+        for name, state in states.items()
     }
 
 
 def diagnose(args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     teacher_state = load_state(args.teacher)
-    teacher = load_model(args.teacher).eval().requires_grad_(False)
+    teacher = model_from_state(teacher_state).requires_grad_(False)
     job = teacher_state["config"]
     batch = load_batch(args.shards, args.split, args.level, args.rows, job.data.methods,
                        teacher.config.image_size)  # fmt: skip
     with torch.no_grad():
         teacher_out = teacher(batch.raw)
     students = {"fresh (random init)": SFFB(teacher.config), "teacher copy": copy.deepcopy(teacher)}
-    trained = dict(spec.split("=", 1) for spec in args.student)
-    students.update({name: load_model(path) for name, path in trained.items()})
+    trained = {
+        name: load_state(path) for name, path in (spec.split("=", 1) for spec in args.student)
+    }
+    students.update({name: model_from_state(state) for name, state in trained.items()})
     for student in students.values():
         student.requires_grad_(True)
     return {

@@ -67,9 +67,12 @@ def load_state(directory: str | Path) -> dict[str, Any]:
 
 def load_model(directory: str | Path, device: torch.device | str = "cpu") -> SFFB:
     """The checkpoint's SFFB in eval mode (weights from the file, not from ImageNet)."""
-    state = load_state(directory)
-    config = state["config"]
-    model = SFFB(replace(config.model, pretrained_path=None))
+    return model_from_state(load_state(directory), device)
+
+
+def model_from_state(state: dict[str, Any], device: torch.device | str = "cpu") -> SFFB:
+    """The SFFB of a state ``load_state`` returned, in eval mode."""
+    model = SFFB(replace(state["config"].model, pretrained_path=None))
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 

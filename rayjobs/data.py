@@ -50,7 +50,7 @@ def _row_filter(methods: tuple[str, ...]):
     return (col("label") == 0) | col("method").is_in(list(methods))
 
 
-def _decode(pngs: np.ndarray, size: int) -> np.ndarray:
+def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
     """PNG bytes -> uint8 (N, 3, size, size) RGB, resized when the shards hold another size.
 
     Each image is written straight into the batch array, BGR -> RGB and HWC -> CHW in one copy.
@@ -82,7 +82,7 @@ class DecodePairs:
         self.generator.seed()  # fresh entropy in every Ray Data worker
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = [_decode(batch[png_column(level)], self.size) for level in self.levels]
+        images = [decode_pngs(batch[png_column(level)], self.size) for level in self.levels]
         if self.augment is not None:
             tensors = [torch.from_numpy(image) for image in images]
             images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]

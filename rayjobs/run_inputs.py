@@ -28,9 +28,10 @@ CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
 DIGEST_CHARS = 32
 
 
-def shard_dataset(shards: str, split: str, methods: Sequence[str] = ()) -> Dataset:
-    """The split as an MLflow dataset; ``FileNotFoundError`` when the shards have no manifest."""
-    manifest_bytes = storage.read_bytes(storage.join(shards, "manifest.json"))
+def shard_dataset(
+    shards: str, split: str, manifest_bytes: bytes, methods: Sequence[str] = ()
+) -> Dataset:
+    """The split as an MLflow dataset, described by the shards' manifest (its raw bytes)."""
     manifest = json.loads(manifest_bytes)
     kept = {
         method: sum(n for label, n in counts.items() if label == "0" or not methods
@@ -60,11 +61,13 @@ def log_shard_inputs(
     Shards without a preparation manifest (not made by ``data_prep``) are noted and skipped:
     the run itself does not need the manifest.
     """
+    location = storage.join(shards, "manifest.json")
     try:
-        datasets = [shard_dataset(shards, split, methods) for split in splits]
+        manifest_bytes = storage.read_bytes(location)
     except FileNotFoundError:
-        print(f"{storage.join(shards, 'manifest.json')} not found: no dataset inputs logged")
+        print(f"{location} not found: no dataset inputs logged")
         return
+    datasets = [shard_dataset(shards, split, manifest_bytes, methods) for split in splits]
     inputs = [
         DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
         for dataset, split in zip(datasets, splits, strict=True)

@@ -222,9 +222,8 @@ def train_worker(loop_config: dict) -> None:
             history = [*history, metrics]
             best_auc = max(best_auc, metrics[SELECTION_METRIC])
             if rank == 0:
-                print(
-                    epoch_summary(metrics, job.optim.epochs), flush=True
-                )  # progress on the console
+                # progress on the console
+                print(epoch_summary(metrics, job.optim.epochs), flush=True)
 
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
