@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -41,6 +42,9 @@ DEFAULT_METRICS = (
     "train_total",
     "epoch",
 )
+#: Test metrics (from evaluation) shown by default when the runs have them, for every level.
+DEFAULT_TEST_METRICS = re.compile(r"test_[^_]+_(frame_auc|frame_acc|video_auc)$")
+CI_SUFFIXES = ("_ci_low", "_ci_high")  # a metric's bootstrap interval (rayjobs/evaluate.py)
 #: Parameters that differ between runs by construction, never a swept choice.
 UNSWEPT_PREFIXES = ("tracking.", "space")
 CURVE_METRIC = "val_frame_auc"
@@ -159,7 +163,27 @@ def metric_columns(runs: Sequence[Run], requested: str, sort: str) -> list[str]:
             raise CompareError(f"unknown metric(s) {unknown}: the runs log {available}")
     else:
         chosen = [m for m in DEFAULT_METRICS if m in available]
-    return [sort, *[m for m in chosen if m != sort]]
+        chosen += [m for m in available if DEFAULT_TEST_METRICS.match(m)]
+    return [sort, *[m for m in chosen if m != sort and not m.endswith(CI_SUFFIXES)]]
+
+
+def with_intervals(table: pd.DataFrame, runs: Sequence[Run], metrics: Sequence[str]):
+    """After each metric that has a bootstrap interval, a ``<metric> 95% CI`` column.
+
+    ``table`` holds one row per run, in the order of ``runs`` (not yet sorted).
+    Intervals resample test videos (evaluation); a run without one gets an empty cell.
+    """
+    logged = [run.data.metrics for run in runs]  # in the table's row order
+    for metric in metrics:
+        low, high = (metric + suffix for suffix in CI_SUFFIXES)
+        if not any(low in values for values in logged):
+            continue
+        cells = [
+            f"[{values[low]:.4g}, {values[high]:.4g}]" if low in values and high in values else ""
+            for values in logged
+        ]
+        table.insert(table.columns.get_loc(metric) + 1, f"{metric} 95% CI", cells)
+    return table
 
 
 def sorted_table(table: pd.DataFrame, sort: str, ascending: bool) -> pd.DataFrame:
@@ -259,7 +283,8 @@ def compare(
         raise CompareError(f"{selection.title} has no runs yet")
     params = swept_params(selection.runs)
     columns = metric_columns(selection.runs, metrics, sort)
-    table = sorted_table(run_table(selection.runs, params, columns), sort, ascending)
+    table = with_intervals(run_table(selection.runs, params, columns), selection.runs, columns)
+    table = sorted_table(table, sort, ascending)
     if "epoch" in table and sort != "epoch":  # the last epoch's index, shown as a count
         table = table.rename(columns={"epoch": "epochs"})
         table["epochs"] = (table["epochs"] + 1).astype("Int64")

@@ -18,7 +18,7 @@ import csv
 import io
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.tracking import find_or_create_run, tracking_uri
-from sffb.metrics import DetectionReport, evaluate_detection, roc_curve
+from sffb.metrics import INTERVAL_METRICS, DetectionReport, evaluate_detection, roc_curve
 from sffb.model import SFFB
 
 ALL = "all"
@@ -62,6 +62,8 @@ class Scorer:
         return out
 
 
+#: Bootstrap resamples for the 95 % intervals of every table cell (sffb.metrics.video_bootstrap).
+BOOTSTRAP_RESAMPLES = 1000
 MODEL = "model"  # the label of the evaluated checkpoint's rows when no other is given
 
 
@@ -74,10 +76,7 @@ class TableRow:
 
     def as_dict(self) -> dict:
         flat = {"model": self.model, "method": self.method, "level": self.level}
-        for scope in ("frame", "video"):
-            metrics = asdict(getattr(self.report, scope))
-            flat.update({f"{scope}_{k}": v for k, v in metrics.items()})
-        return flat
+        return flat | self.report.as_dict()
 
 
 def score_test_split(
@@ -110,9 +109,13 @@ def score_test_split(
 
 
 def build_table(
-    scores: dict[str, np.ndarray], levels: tuple[str, ...], model: str = MODEL
+    scores: dict[str, np.ndarray],
+    levels: tuple[str, ...],
+    model: str = MODEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> list[TableRow]:
-    """Per fake method (its fakes + every real) and for all methods, at each level."""
+    """Per fake method (its fakes + every real) and for all methods, at each level, with
+    bootstrap intervals over videos (``resamples`` of them; 0 = none)."""
     labels, methods = scores["label"].astype(int), scores["method"].astype(str)
     fake_methods = sorted(set(methods[labels == 1]))
     table = []
@@ -120,21 +123,43 @@ def build_table(
         keep = (labels == 0) | (methods == method) if method != ALL else np.ones_like(labels, bool)
         for level in levels:
             report = evaluate_detection(
-                labels[keep], scores[f"score_{level}"][keep], scores["video_key"][keep]
+                labels[keep],
+                scores[f"score_{level}"][keep],
+                scores["video_key"][keep],
+                resamples=resamples,
             )
             table.append(TableRow(method, level, report, model))
     return table
 
 
+def with_interval(report: DetectionReport, name: str) -> str:
+    """``97.50 [93.1, 100.0]``: the value in percent and its bootstrap interval, if any."""
+    scope, metric = name.split("_")
+    value = f"{100 * getattr(getattr(report, scope), metric):.2f}"
+    interval = report.intervals.get(name)
+    return (
+        value
+        if interval is None
+        else f"{value} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    )
+
+
 def to_markdown(table: list[TableRow]) -> str:
-    header = "| model | method | level | frame ACC | frame AUC | video ACC | video AUC | EER | AP |"
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    """The full table (95 % bootstrap intervals over videos in brackets), then Table 1's layout."""
+    header = (
+        "| model | method | level | videos | frame ACC | frame AUC | video ACC | video AUC "
+        "| EER | AP |"
+    )
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table:
         f, v = row.report.frame, row.report.video
+        cells = " | ".join(with_interval(row.report, name) for name in INTERVAL_METRICS)
         lines.append(
-            f"| {row.model} | {row.method} | {row.level} | {100 * f.acc:.2f} | {100 * f.auc:.2f} | "
-            f"{100 * v.acc:.2f} | {100 * v.auc:.2f} | {100 * f.eer:.2f} | {100 * f.ap:.2f} |"
+            f"| {row.model} | {row.method} | {row.level} | {v.count} | {cells} | "
+            f"{100 * f.eer:.2f} | {100 * f.ap:.2f} |"
         )
+    if any(row.report.intervals for row in table):
+        lines += ["", "[low, high]: 95 % bootstrap interval, resampling test videos."]
     keys = list(dict.fromkeys((r.model, r.level) for r in table))
     methods = list(dict.fromkeys(r.method for r in table))
     acc = {(r.model, r.level, r.method): r.report.frame.acc for r in table}

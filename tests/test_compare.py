@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -32,6 +33,8 @@ MANIFEST = {
     "config": {"levels": ["raw", "c23"], "crop_size": 64},
     "rows": {"train": {"original": {"0": 8}, "Deepfakes": {"1": 8}}, "val": {"original": {"0": 4}}},
 }
+# Evaluated trials: test AUC and its bootstrap interval (trial-c was never evaluated).
+TEST_AUC = {"trial-a": (0.7, 0.61, 0.79), "trial-b": (0.85, 0.8, 0.9)}
 COMMITS = {"trial-a": "a" * 40, "trial-b": "a" * 40, "trial-c": "c" * 40, "old-trial": "a" * 40}
 
 
@@ -54,6 +57,9 @@ def _log_trial(client, experiment_id: str, parent_id: str, name: str, spec, shar
     metrics = [Metric("val_frame_auc", auc, now, step) for step, auc in enumerate(aucs)]
     metrics += [Metric("val_frame_eer", eer, now, len(aucs) - 1)]
     metrics += [Metric("epoch", step, now, step) for step in range(len(aucs))]
+    if name in TEST_AUC:
+        keys = ("test_c23_frame_auc", "test_c23_frame_auc_ci_low", "test_c23_frame_auc_ci_high")
+        metrics += [Metric(k, v, now, 0) for k, v in zip(keys, TEST_AUC[name], strict=True)]
     client.log_batch(run_id, metrics, [Param(k, str(v)) for k, v in params.items()])
     client.set_terminated(run_id, "FINISHED")
 
@@ -95,6 +101,13 @@ def test_latest_sweep_sorted_by_auc_with_swept_params(store, capsys):
     assert "optim.epochs" not in header  # the same in every run: not a swept parameter
     assert "tracking.run_name" not in header
     assert "stopped by ASHA" in out
+    # Evaluated runs: the test metric and its bootstrap interval, shown by default.
+    assert re.search(r"test_c23_frame_auc +test_c23_frame_auc 95% CI", header)  # side by side
+    assert "test_c23_frame_auc_ci_low" not in header  # folded into the interval column
+    row_a = next(line for line in out.splitlines() if line.startswith("trial-a"))
+    assert "[0.61, 0.79]" in row_a
+    row_c = next(line for line in out.splitlines() if line.startswith("trial-c"))
+    assert "[" not in row_c
 
 
 def test_sort_by_another_metric_ascending(store, capsys):

@@ -181,7 +181,10 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     assert kd_weights == [0.0, 1.0]
     means = load_state(outcome.best_checkpoint)["loss"]["magnitudes.means"]
     assert means.dtype == torch.float64 and bool((means > 0).all())  # saved with the checkpoint
-    assert "test_c40_frame_auc" in run.data.metrics
+    metrics = run.data.metrics
+    assert metrics["test_c40_frame_auc_ci_low"] <= metrics["test_c40_frame_auc"]
+    assert metrics["test_c40_frame_auc"] <= metrics["test_c40_frame_auc_ci_high"]
+    assert teacher_c40.report.intervals["video_auc"].low <= teacher_c40.report.video.auc
     contexts = {i.dataset.name: i.tags[0].value for i in run.inputs.dataset_inputs}
     assert contexts == {
         "reference/train": "training",
