@@ -34,12 +34,12 @@ def synthetic_root() -> Path:
 
 
 def embedded_prepare_config(**overrides) -> PrepareConfig:
-    """Synthetic FF++ at CPU-demo scale: 16 of its 32 frames per video, 96x96 crops."""
+    """Synthetic FF++ at CPU-demo scale: 8 of its 32 frames per video, 96x96 crops."""
     config = PrepareConfig(
         dataset="ffpp",
         root=str(synthetic_root()),
         output=storage.join(workdir(), "shards", "synthetic_ffpp"),
-        frames_per_video=16,
+        frames_per_video=8,
         crop_size=96,
     )
     return replace(config, **overrides)

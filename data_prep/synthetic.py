@@ -1,15 +1,22 @@
 """A small synthetic dataset in the exact FaceForensics++ layout: the embedded default.
 
 ``python -m data_prep.synthetic OUT`` renders ``reals`` clips of a cartoon face (OpenCV's Haar
-cascade finds it) moving over a textured background, pairs them as FF++ does (``a_b``: target
-``a``, source ``b``), and makes one fake per pair and method by a distinct manipulation of the face
-region, each leaving a different kind of trace:
+cascade finds it) moving over a textured background with sensor noise, pairs them as FF++ does
+(``a_b``: target ``a``, source ``b``), and makes one fake per pair and method.
 
-- Deepfakes: the source's face blended in with a colour mismatch (a low-frequency seam);
-- Face2Face: the face re-synthesised through 4x down- and up-sampling (missing high frequencies);
+Every fake has its own *strength* s, drawn evenly from ``config.strength`` (recorded in
+``manipulations.json``): s near 0 is a fake no detector can see, s = 1 an obvious one, so a
+detector's AUC says how far down it still finds them. As in FF++, each method leaves a weak
+low-frequency trace that survives CRF 40 and a stronger high-frequency one that CRF 40 removes:
+the re-synthesised face lacks the sensor noise of the rest of the frame (an autoencoder or a
+renderer does not reproduce it) and is slightly smoother. The low-frequency traces differ:
+
+- Deepfakes: the source's face at the target's pose, with a colour mismatch at the blending seam;
+- Face2Face: the target's face re-synthesised through 4x down- and up-sampling, with a slight
+  shift in brightness;
 - FaceSwap: the face warped by a smooth displacement field (geometry);
-- NeuralTextures: a fine periodic texture over the lower face (a high-frequency trace that c40
-  weakens, as H.264 does to real re-rendering artefacts).
+- NeuralTextures: a fine periodic texture over the lower face (high frequency only, the trace
+  that c40 removes almost completely, as H.264 does to real re-rendering artefacts).
 
 Raw is lossless H.264 (libx264rgb, CRF 0); c23 and c40 are real libx264 CRF encodes. Everything
 is deterministic in ``seed``; the default size renders in seconds on two cores.
@@ -20,7 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -31,17 +38,23 @@ from data_prep.video import Encoding, encode_video
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 MARKER = "synthetic.json"  # written last: its presence means the dataset is complete
+STRENGTHS = "manipulations.json"  # method -> fake video name -> its manipulation strength
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    reals: int = 12  # even: FF++ pairs identities (a, b)
+    reals: int = 40  # even: FF++ pairs identities (a, b)
     frames: int = 32
     width: int = 192
     height: int = 144
     fps: int = 25
     seed: int = 0
     compressed: tuple[tuple[str, int], ...] = (("c23", 23), ("c40", 40))  # level, CRF
+    held_out: float = 0.2  # share of the identity pairs in each of val and test (FF++: 0.14)
+    # Fakes' manipulation strengths: spread evenly over this range within every split and
+    # method (so that validation and test are as hard as training), in a seeded order.
+    strength: tuple[float, float] = (0.2, 1.0)
+    noise: tuple[float, float] = (2.0, 4.0)  # each real clip's sensor-noise sigma, drawn evenly
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,22 @@ class Identity:
     phase: float
 
 
+@dataclass(frozen=True)
+class Clip:
+    """A real clip before its sensor noise is added, and that noise: fakes re-synthesise the
+    face without it, which is the high-frequency trace compression removes."""
+
+    clean: list[np.ndarray]  # float32 HxWx3, the rendered scene
+    noise: list[np.ndarray]  # float32 HxWx3, zero-mean sensor noise
+
+    def frames(self) -> list[np.ndarray]:
+        return [to_uint8(c + n) for c, n in zip(self.clean, self.noise, strict=True)]
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def make_identity(rng: np.random.Generator) -> Identity:
     return Identity(
         skin=tuple(int(v) for v in rng.integers((170, 130, 110), (235, 190, 170))),
@@ -67,6 +96,12 @@ def make_identity(rng: np.random.Generator) -> Identity:
     )
 
 
+def identities(config: SyntheticConfig) -> list[Identity]:
+    """The people of the dataset, in the order of their clips' names."""
+    rng = np.random.default_rng(config.seed)
+    return [make_identity(rng) for _ in range(config.reals)]
+
+
 def face_geometry(config: SyntheticConfig, person: Identity, t: int) -> tuple[int, int, float]:
     """Face centre and scale at frame ``t``: a slow Lissajous drift and a gentle zoom."""
     cx = config.width / 2 + 0.12 * config.width * np.sin(0.11 * t + person.phase)
@@ -75,10 +110,18 @@ def face_geometry(config: SyntheticConfig, person: Identity, t: int) -> tuple[in
     return round(cx), round(cy), float(scale)
 
 
-def draw_face(canvas: np.ndarray, person: Identity, cx: int, cy: int, s: float, t: int) -> None:
+def draw_face(
+    canvas: np.ndarray,
+    person: Identity,
+    cx: int,
+    cy: int,
+    s: float,
+    t: int,
+) -> None:
     """A frontal cartoon face: dark eyes and brows over bright cheeks, as a Haar cascade expects."""
+    skin = person.skin
     half_w, half_h = int(34 * s), int(34 * s * person.face_aspect)
-    cv2.ellipse(canvas, (cx, cy), (half_w, half_h), 0, 0, 360, person.skin, -1, cv2.LINE_AA)
+    cv2.ellipse(canvas, (cx, cy), (half_w, half_h), 0, 0, 360, skin, -1, cv2.LINE_AA)
     blink = 1 if (t + int(person.phase * 10)) % 23 == 0 else int(4 * s)
     for side in (-1, 1):
         ex = cx + int(side * person.eye_gap * s)
@@ -87,7 +130,7 @@ def draw_face(canvas: np.ndarray, person: Identity, cx: int, cy: int, s: float, 
         )
         brow = (ex - int(8 * s), cy - int(19 * s)), (ex + int(8 * s), cy - int(19 * s))
         cv2.line(canvas, *brow, (50, 40, 40), max(1, int(3 * s)), cv2.LINE_AA)
-    nose = tuple(min(255, c + 25) for c in person.skin)
+    nose = tuple(min(255, c + 25) for c in skin)
     cv2.line(canvas, (cx, cy - int(5 * s)), (cx, cy + int(10 * s)), nose, max(1, int(3 * s)))
     mouth_open = int((5 + 2 * np.sin(0.4 * t)) * s)
     cv2.ellipse(
@@ -95,20 +138,29 @@ def draw_face(canvas: np.ndarray, person: Identity, cx: int, cy: int, s: float, 
     )
 
 
-def render_real(config: SyntheticConfig, person: Identity, video_seed: int) -> list[np.ndarray]:
-    """Moving face over moving stripes, with sensor-like noise (the fine detail codecs remove)."""
-    rng = np.random.default_rng(video_seed)
+def _background(config: SyntheticConfig, person: Identity, t: int) -> np.ndarray:
     ys, xs = np.mgrid[0 : config.height, 0 : config.width].astype(np.float32)
-    frames = []
+    stripes = 18 * np.sin((xs + 0.6 * ys + 1.5 * t) * 2 * np.pi / person.stripe_period)
+    canvas = np.clip(np.array(person.background, np.float32) + stripes[..., None], 0, 255)
+    return canvas.astype(np.uint8)
+
+
+def _camera(canvas: np.ndarray) -> np.ndarray:
+    """The camera's optics: a slight blur of every rendered frame."""
+    return cv2.GaussianBlur(canvas, (3, 3), 0.8).astype(np.float32)
+
+
+def render_real(config: SyntheticConfig, person: Identity, video_seed: int) -> Clip:
+    """Moving face over moving stripes, plus sensor noise (the fine detail codecs remove)."""
+    rng = np.random.default_rng(video_seed)
+    sigma = rng.uniform(*config.noise)
+    clean, noise = [], []
     for t in range(config.frames):
-        stripes = 18 * np.sin((xs + 0.6 * ys + 1.5 * t) * 2 * np.pi / person.stripe_period)
-        canvas = np.clip(np.array(person.background, np.float32) + stripes[..., None], 0, 255)
-        canvas = canvas.astype(np.uint8)
+        canvas = _background(config, person, t)
         draw_face(canvas, person, *face_geometry(config, person, t), t)
-        canvas = cv2.GaussianBlur(canvas, (3, 3), 0.8)
-        noise = rng.normal(0, 3, canvas.shape)
-        frames.append(np.clip(canvas + noise, 0, 255).astype(np.uint8))
-    return frames
+        clean.append(_camera(canvas))
+        noise.append(rng.normal(0, sigma, canvas.shape).astype(np.float32))
+    return Clip(clean, noise)
 
 
 def face_mask(config: SyntheticConfig, person: Identity, t: int, lower_only: bool = False):
@@ -123,52 +175,77 @@ def face_mask(config: SyntheticConfig, person: Identity, t: int, lower_only: boo
     return cv2.GaussianBlur(mask, (0, 0), 2.5 * s)[..., None]
 
 
+def _soften(image: np.ndarray, sigma: float) -> np.ndarray:
+    return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0.1 else image
+
+
+def fake_strengths(config: SyntheticConfig, method: str, names: list[str]) -> dict[str, float]:
+    """Strengths of one split's fakes of ``method``: evenly spaced over the range, shuffled."""
+    low, high = config.strength
+    first_target = int(names[0].split("_")[0])  # a different order in every split
+    rng = np.random.default_rng([config.seed, METHODS.index(method), first_target])
+    quantiles = (rng.permutation(len(names)) + 0.5) / len(names)
+    return {name: float(low + (high - low) * q) for name, q in zip(names, quantiles, strict=True)}
+
+
 def manipulate(
     method: str,
     config: SyntheticConfig,
-    target: list[np.ndarray],
+    target: Clip,
     target_person: Identity,
     source_person: Identity,
+    strength: float = 1.0,
 ) -> list[np.ndarray]:
-    """The fake of ``target`` by ``method`` (see the module docstring)."""
+    """The fake of ``target`` by ``method`` at ``strength`` (see the module docstring)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown synthetic manipulation {method!r}")
+    s = strength
+    rng = np.random.default_rng([config.seed, METHODS.index(method), 7919])
+    tint = rng.normal(size=3)
+    tint = (14.0 * s * tint / np.linalg.norm(tint)).astype(np.float32)  # low-frequency trace
+    kept_noise = max(0.0, 1.0 - 1.5 * s)  # share of the sensor noise the new face keeps
+    # A face swap keeps the target's head, pose and expression and replaces the inner face
+    # (here the eyes' spacing), colour-corrected to the target's skin up to a mismatch.
+    skin = np.clip(np.array(target_person.skin, np.float32) + tint, 0, 255)
+    swapped = replace(
+        target_person, eye_gap=source_person.eye_gap, skin=tuple(float(v) for v in skin)
+    )
+    h, w = target.clean[0].shape[:2]
+    checker = ((np.add.outer(np.arange(h), np.arange(w)) % 2) * 2 - 1).astype(np.float32)
     fakes = []
-    for t, frame in enumerate(target):
-        f = frame.astype(np.float32)
-        if method == "NeuralTextures":
-            mask = face_mask(config, target_person, t, lower_only=True)
-        else:
-            mask = face_mask(config, target_person, t)
+    for t, (clean, noise) in enumerate(zip(target.clean, target.noise, strict=True)):
+        geometry = face_geometry(config, target_person, t)
+        mask = face_mask(config, target_person, t, lower_only=method == "NeuralTextures")
+        smooth = 1.2 * s  # the re-synthesised face is smoother than the camera's output
         if method == "Deepfakes":
-            swapped = frame.copy()
-            draw_face(swapped, source_person, *face_geometry(config, target_person, t), t)
-            shift = np.array([18.0, -10.0, 8.0], np.float32)  # colour mismatch at the seam
-            replaced = swapped.astype(np.float32) + shift
+            canvas = _background(config, target_person, t)
+            draw_face(canvas, swapped, *geometry, t)
+            replaced = _soften(_camera(canvas), smooth)
         elif method == "Face2Face":
-            h, w = frame.shape[:2]
-            small = cv2.resize(frame, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-            replaced = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+            small = cv2.resize(clean, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+            resized = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+            replaced = (1 - s) * _soften(clean, smooth) + s * resized
+            replaced = replaced + 0.5 * tint.mean() + 0.5 * tint
         elif method == "FaceSwap":
-            h, w = frame.shape[:2]
             ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-            map_x = xs + 3.0 * np.sin(ys / 6.0 + 0.3 * t)
-            map_y = ys + 3.0 * np.cos(xs / 7.0)
-            replaced = cv2.remap(frame, map_x, map_y, cv2.INTER_LINEAR).astype(np.float32)
-        elif method == "NeuralTextures":
-            h, w = frame.shape[:2]
-            checker = ((np.add.outer(np.arange(h), np.arange(w)) % 2) * 2 - 1).astype(np.float32)
-            replaced = f + 14.0 * checker[..., None]
-        else:
-            raise ValueError(f"unknown synthetic manipulation {method!r}")
-        fakes.append(np.clip(mask * replaced + (1 - mask) * f, 0, 255).astype(np.uint8))
+            map_x = xs + 3.0 * s * np.sin(ys / 6.0 + 0.3 * t)
+            map_y = ys + 3.0 * s * np.cos(xs / 7.0)
+            warped = cv2.remap(clean, map_x, map_y, cv2.INTER_LINEAR)
+            replaced = _soften(warped, smooth)
+        else:  # NeuralTextures: a stronger texture, over the lower face only
+            replaced = _soften(clean, smooth) + 5.0 * s * checker[..., None]
+        # The generator's up-sampling leaves a faint checkerboard: the finest pattern there is.
+        face = replaced + kept_noise * noise + 10.0 * s * checker[..., None]
+        fakes.append(to_uint8(mask * face + (1 - mask) * (clean + noise)))
     return fakes
 
 
-def split_pairs(reals: int) -> dict[str, list[list[str]]]:
-    """FF++-style split files: identities in pairs, about 72/14/14 of the pairs."""
+def split_pairs(reals: int, held_out_share: float = 0.2) -> dict[str, list[list[str]]]:
+    """FF++-style split files: identities in pairs, ``held_out_share`` of them in val and test."""
     if reals < 6 or reals % 2:
         raise ValueError(f"need an even number of at least 6 real clips, got {reals}")
     pairs = [[f"{i:03d}", f"{i + 1:03d}"] for i in range(0, reals, 2)]
-    held_out = max(1, round(0.14 * len(pairs)))
+    held_out = max(1, round(held_out_share * len(pairs)))
     return {
         "train": pairs[: len(pairs) - 2 * held_out],
         "val": pairs[len(pairs) - 2 * held_out : len(pairs) - held_out],
@@ -193,24 +270,31 @@ def generate(output: Path, config: SyntheticConfig = SyntheticConfig()) -> Path:
     wanted = json.loads(json.dumps(asdict(config)))
     if marker.is_file() and json.loads(marker.read_text()) == wanted:
         return output
-    splits = split_pairs(config.reals)
-    rng = np.random.default_rng(config.seed)
-    people = [make_identity(rng) for _ in range(config.reals)]
+    splits = split_pairs(config.reals, config.held_out)
+    people = identities(config)
     originals = output / "original_sequences" / "youtube"
-    reals = {}
+    fakes = {split: [f"{a}_{b}" for x, y in pairs for a, b in ((x, y), (y, x))]
+             for split, pairs in splits.items()}  # fmt: skip
+    strengths = {
+        method: {
+            k: v
+            for names in fakes.values()
+            for k, v in fake_strengths(config, method, names).items()
+        }
+        for method in METHODS
+    }
     for i, person in enumerate(people):
-        reals[i] = render_real(config, person, video_seed=config.seed * 1000 + i)
-        _write_levels(reals[i], originals, f"{i:03d}", config)
-    for pairs in splits.values():
-        for a, b in pairs:
-            for target, source in ((int(a), int(b)), (int(b), int(a))):
-                for method in METHODS:
-                    fake = manipulate(method, config, reals[target], people[target], people[source])
-                    folder = output / "manipulated_sequences" / method
-                    _write_levels(fake, folder, f"{target:03d}_{source:03d}", config)
+        clip = render_real(config, person, video_seed=config.seed * 1000 + i)
+        _write_levels(clip.frames(), originals, f"{i:03d}", config)
+        source = i + 1 if i % 2 == 0 else i - 1  # FF++ pairs: a_b and b_a
+        name = f"{i:03d}_{source:03d}"
+        for method in METHODS:
+            fake = manipulate(method, config, clip, person, people[source], strengths[method][name])
+            _write_levels(fake, output / "manipulated_sequences" / method, name, config)
     (output / "splits").mkdir(exist_ok=True)
     for split, pairs in splits.items():
         (output / "splits" / f"{split}.json").write_text(json.dumps(pairs))
+    (output / STRENGTHS).write_text(json.dumps(strengths, indent=2, sort_keys=True))
     temporary = marker.with_suffix(".tmp")
     temporary.write_text(json.dumps(wanted, indent=2))
     os.replace(temporary, marker)

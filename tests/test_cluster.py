@@ -55,7 +55,7 @@ TINY = [
     "tracking.system_metrics_interval_s=2",
 ]
 TEACHER = "teacher-test_resnet-sk-all-raw"
-STUDENT = "student-test_resnet-sk-all-c23"
+STUDENT = "student-test_resnet-sk-all-c40"
 
 
 @pytest.fixture(scope="module")

@@ -93,9 +93,9 @@ def test_sync_batchnorm_only_for_multi_gpu_ddp():
 def test_sffb_alone_needs_no_teacher_level():
     job = load_job_config("cpu-demo")
     assert job.uses_teacher("student") and not job.uses_teacher("teacher")
-    assert (job.input_level("student"), job.input_level("teacher")) == ("c23", "raw")
-    assert job.training_levels("student") == ("raw", "c23")
+    assert (job.input_level("student"), job.input_level("teacher")) == ("c40", "raw")
+    assert job.training_levels("student") == ("raw", "c40")
     assert job.training_levels("teacher") == ("raw",)
     alone = load_job_config("cpu-demo", overrides=["loss.knowledge=none"])
     assert not alone.uses_teacher("student")
-    assert alone.training_levels("student") == ("c23",)
+    assert alone.training_levels("student") == ("c40",)

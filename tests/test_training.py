@@ -172,7 +172,7 @@ def test_distillation_and_evaluation(teacher, prepared, home):
 
     run = runs_by_name(job)["student"]
     assert run.data.tags["sffb.teacher_run_id"] == teacher_outcome.mlflow_run_id
-    assert run.data.params["data.student_level"] == "c23"
+    assert run.data.params["data.student_level"] == "c40"
     assert epochs_logged(job, run.info.run_id, "train_soft") == [0, 1]
     client = MlflowClient(job.tracking.tracking_uri)
     logged_lr = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
@@ -302,7 +302,7 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
 
 
 def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
-    """loss.knowledge=none (the fusion ablation): cross-entropy on c23 only, no teacher at all."""
+    """loss.knowledge=none (the fusion ablation): cross-entropy on c40 only, no teacher at all."""
     shards, _ = prepared
     job = tiny_job(shards, home, epochs=1, overrides=["loss.knowledge=none"], run_name="alone")
     outcome = run_training(job, "student", teacher_checkpoint=None)
