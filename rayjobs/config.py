@@ -20,6 +20,9 @@ PRESETS = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "cpu-demo"
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 MODEL_INITS = ("auto", "random", "pretrained", "teacher")
+#: What relaunching an existing run name does (rayjobs/run_names.py): resume it when its
+#: configuration is this job's (auto), refuse any existing run (never), or refuse a new one (must).
+RESUME_MODES = ("auto", "never", "must")
 #: timm's learning-rate schedules that make sense stepped once per epoch.
 LR_SCHEDULES = ("constant", "cosine", "poly", "tanh")
 #: The SFFBConfig keys that fix the weights' shapes: a teacher-initialised student must match.
@@ -113,7 +116,10 @@ class ModelConfig(SFFBConfig):
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "sffb"
-    run_name: str = ""  # "" = derived from the job, method and level; same name = resume
+    # "" = derived from the job, backbone, fusion, methods, level and a hash of the rest of
+    # the configuration (rayjobs/run_names.py); relaunching a name resumes that run.
+    run_name: str = ""
+    resume: str = "auto"  # RESUME_MODES
     storage_path: str = ""  # checkpoints, a path or URI (s3://...); "" = $SFFB_HOME/runs
     tracking_uri: str = ""  # "" = $MLFLOW_TRACKING_URI, else SQLite under $SFFB_HOME
     teacher_run: str = ""  # distillation: the teacher run's name ("" = the default teacher)
@@ -173,6 +179,10 @@ class JobConfig:
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(
                 f"scaling.use_gpu: expected auto, yes or no, got {self.scaling.use_gpu!r}"
+            )
+        if self.tracking.resume not in RESUME_MODES:
+            raise ValueError(
+                f"tracking.resume: unknown {self.tracking.resume!r}; one of {RESUME_MODES}"
             )
         if self.model.init not in MODEL_INITS:
             raise ValueError(f"model.init: unknown {self.model.init!r}; one of {MODEL_INITS}")

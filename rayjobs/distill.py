@@ -5,14 +5,16 @@
 
 With no arguments: a local Ray cluster, the synthetic FF++ dataset and its shards (made if
 absent), the teacher (pretrained if absent), the student distilled, the test split evaluated
-once (beside the teacher applied to the same compressed frames) and the report printed; every
-run lands in MLflow (SQLite under $SFFB_HOME by default).
+once (beside the teacher applied to the same compressed frames and, when it has been trained,
+SFFB alone: ``--set loss.knowledge=none``) and the report printed; every run lands in MLflow
+(SQLite under $SFFB_HOME by default).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 
 from data_prep import storage
 from rayjobs.checkpoints import has_checkpoint
@@ -46,6 +48,18 @@ def ensure_teacher(job: JobConfig, checkpoint: str | None, uri: str) -> tuple[st
     return checkpoint, links
 
 
+def sffb_alone_checkpoint(job: JobConfig) -> str | None:
+    """The best checkpoint of SFFB alone (no teacher) trained like this student, if one exists:
+    the job with ``loss.knowledge: none`` under its default name."""
+    alone = replace(
+        job,
+        loss=replace(job.loss, knowledge="none"),
+        tracking=replace(job.tracking, run_name=""),
+    )
+    checkpoint = best_checkpoint_path(storage_path(job), default_run_name(alone, "student"))
+    return checkpoint if has_checkpoint(checkpoint) else None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_config_arguments(parser)
@@ -67,9 +81,16 @@ def main(argv: list[str] | None = None) -> None:
         print(f"student run {student.run_name} (MLflow {student.mlflow_run_id})")
         print(f"best checkpoint: {student.best_checkpoint}")
         if not args.skip_test:
-            # The teacher on the student's compressed frames, scored beside it: distillation
-            # pays off only if the student beats what the teacher already does there.
+            # The teacher on the student's compressed frames and SFFB alone, scored beside it:
+            # distillation pays off only if the student beats both.
             baselines = {"teacher": teacher_checkpoint} if teacher_checkpoint else {}
+            if job.uses_teacher("student"):
+                alone = sffb_alone_checkpoint(job)
+                if alone is None:
+                    print("no SFFB-alone run to compare with; train one with --set "
+                          "loss.knowledge=none (the same settings otherwise)")  # fmt: skip
+                else:
+                    baselines["sffb-alone"] = alone
             evaluate(
                 student.best_checkpoint,
                 job.data.shards,

@@ -36,11 +36,13 @@ from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, paired_dataset, shard_files
 from rayjobs.preflight import Needs, PreflightError, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
+from rayjobs.run_names import check_resume, default_run_name, teacher_job
 from rayjobs.tracking import (
     EpochLogger,
     experiment_url,
     file_sha256,
     find_or_create_run,
+    find_run,
     is_server,
     set_tags,
     sqlite_file,
@@ -86,15 +88,11 @@ def storage_path(job: JobConfig) -> str:
     return storage.normalise(job.tracking.storage_path or storage.join(workdir(), "runs"))
 
 
-def default_run_name(job: JobConfig, mode: str) -> str:
-    methods = "-".join(job.data.methods) or "all"
-    level = job.input_level(mode)
-    return f"{mode}-{job.model.backbone}-{job.model.fusion}-{methods}-{level}"
-
-
 def pretrain_teacher(job: JobConfig, run_name: str) -> TrainOutcome:
     """Pretrain the teacher as run ``run_name``: its own name, never the student's
-    ``tracking.run_name`` (which would make the student's relaunch resume the teacher)."""
+    ``tracking.run_name`` (which would make the student's relaunch resume the teacher), and
+    without the student's options (``model.init: teacher``)."""
+    job = teacher_job(job)
     return run_training(replace(job, tracking=replace(job.tracking, run_name=run_name)), "teacher")
 
 
@@ -167,6 +165,9 @@ def run_training(
     run_name = job.tracking.run_name or default_run_name(job, mode)
 
     uri = tracking_uri(job.tracking.tracking_uri)
+    existing = find_run(uri, job.tracking.experiment, run_name)
+    logged = MlflowClient(uri).get_run(existing).data.params if existing else None
+    check_resume(job, mode, run_name, logged)
     manifest = storage.join(job.data.shards, "manifest.json")
     tags = {
         "sffb.mode": mode,

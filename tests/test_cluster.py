@@ -29,6 +29,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from rayjobs.config import load_job_config
+from rayjobs.run_names import default_run_name
 from tests.helpers import TEST_FRAMES
 from tests.ray_nodes import LocalCluster, can_hide_folders
 from tests.servers import S3_KEYS, mlflow_server, s3_endpoint
@@ -54,8 +56,11 @@ TINY = [
     f"tracking.experiment={EXPERIMENT}",
     "tracking.system_metrics_interval_s=2",
 ]
-TEACHER = "teacher-test_resnet-sk-all-raw"
-STUDENT = "student-test_resnet-sk-all-c40"
+S3_SHARDS = f"s3://{BUCKET}/shards"
+# The runs the distillation job below makes: their default names (configuration hash included).
+_DISTILL_JOB = load_job_config("cpu-demo", overrides=[*TINY, f"data.shards={S3_SHARDS}"])
+TEACHER = default_run_name(_DISTILL_JOB, "teacher")
+STUDENT = default_run_name(_DISTILL_JOB, "student")
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +140,9 @@ def test_prepare_fails_naming_the_node_that_cannot_read_the_videos(
 
 @pytest.fixture(scope="module")
 def s3_shards(cluster, s3, logs, synthetic_root) -> str:
-    location = f"s3://{BUCKET}/shards"
-    result = run_job(cluster, _prepare_args(synthetic_root, location), logs, "prepare-s3")
+    result = run_job(cluster, _prepare_args(synthetic_root, S3_SHARDS), logs, "prepare-s3")
     assert result.returncode == 0, result.stderr[-3000:]
-    return location
+    return S3_SHARDS
 
 
 def test_prepare_writes_shards_and_manifest_to_the_bucket(s3_shards, s3):

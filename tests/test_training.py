@@ -27,7 +27,7 @@ from sklearn.metrics import roc_auc_score
 
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
-from rayjobs.distill import ensure_teacher
+from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
 from sffb.model import SFFB
@@ -227,6 +227,10 @@ def test_relaunch_with_the_same_name_resumes(prepared, home, ray_session):
     assert history[0] == epoch0  # epoch 0 was loaded, not trained again
     assert second.mlflow_run_id == first.mlflow_run_id
     assert epochs_logged(job, second.mlflow_run_id) == [0, 1]
+    # The same name with another configuration is not this run: refused before any worker.
+    other = tiny_job(shards, home, epochs=2, run_name="resumed", overrides=["optim.lr=5e-4"])
+    with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.0005"):
+        run_training(other, "teacher")
 
 
 def _train_workers() -> list[psutil.Process]:
@@ -304,8 +308,17 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
 def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
     """loss.knowledge=none (the fusion ablation): cross-entropy on c40 only, no teacher at all."""
     shards, _ = prepared
-    job = tiny_job(shards, home, epochs=1, overrides=["loss.knowledge=none"], run_name="alone")
+    distilled = tiny_job(shards, home, epochs=1)
+    assert sffb_alone_checkpoint(distilled) is None  # not trained yet: no baseline row
+    job = tiny_job(shards, home, epochs=1, overrides=["loss.knowledge=none"])
     outcome = run_training(job, "student", teacher_checkpoint=None)
+    # Its default name says what it is; distill.py finds it as the SFFB-alone baseline.
+    assert (
+        outcome.run_name
+        == default_run_name(job, "student")
+        != default_run_name(distilled, "student")
+    )
+    assert sffb_alone_checkpoint(distilled) == outcome.best_checkpoint
     state = load_state(outcome.best_checkpoint)
     assert state["config"].loss.knowledge == "none"
     epoch = state["history"][0]

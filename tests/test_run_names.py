@@ -1,0 +1,72 @@
+"""Run names carry the configuration's identity; relaunching a name resumes only that identity."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayjobs.config import load_job_config
+from rayjobs.configtree import flatten, to_dict
+from rayjobs.run_names import check_resume, default_run_name, identity_differences
+
+
+def job(*overrides: str):
+    return load_job_config("cpu-demo", overrides=["data.shards=/data/shards", *overrides])
+
+
+def logged(job_config) -> dict[str, str]:
+    """The params a run of ``job_config`` logged (as rayjobs.launch logs them)."""
+    return {k: str(v) for k, v in flatten(to_dict(job_config)).items()}
+
+
+def test_names_tell_configurations_apart():
+    base = default_run_name(job(), "student")
+    assert base.startswith("student-legacy_xception-sk-Deepfakes-c40-")
+    for change in ("loss.knowledge=none", "loss.lambda2=10", "optim.lr=1e-3", "seed=1",
+                   "model.pretrained_path=/w/xception.pth", "data.shards=/other"):  # fmt: skip
+        assert default_run_name(job(change), "student") != base, change
+    for same in ("scaling.num_workers=1", "tracking.experiment=other", "optim.epochs=5"):
+        assert default_run_name(job(same), "student") == base, same
+
+
+def test_every_distillation_variant_shares_one_teacher():
+    teacher = default_run_name(job(), "teacher")
+    assert teacher.startswith("teacher-legacy_xception-sk-Deepfakes-raw-")
+    for variant in ("loss.lambda2=1", "loss.balance=running", "loss.knowledge=none",
+                    "data.student_level=c23", "model.init=teacher"):  # fmt: skip
+        assert default_run_name(job(variant), "teacher") == teacher, variant
+    assert default_run_name(job("optim.lr=1e-3"), "teacher") != teacher
+
+
+def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():
+    alone = default_run_name(job("loss.knowledge=none"), "student")
+    assert default_run_name(job("loss.knowledge=none", "loss.lambda2=1"), "student") == alone
+    assert default_run_name(job("loss.knowledge=none", "loss.lambda3=2"), "student") != alone
+    assert default_run_name(job("loss.knowledge=none", "loss.balance=running"), "student") != alone
+
+
+def test_resume_refuses_another_configuration_naming_the_keys():
+    kd = job()
+    check_resume(kd, "student", "x", logged(kd))  # same configuration: resumes
+    check_resume(kd, "student", "x", None)  # nothing to resume: a new run
+    relaunch = job("loss.knowledge=none", "optim.lr=1e-3")
+    with pytest.raises(ValueError, match="another configuration") as refused:
+        check_resume(relaunch, "student", "x", logged(kd))
+    assert "loss.knowledge: maps+logits -> none" in str(refused.value)
+    assert "optim.lr: 0.0002 -> 0.001" in str(refused.value)
+    # A teacher run is resumed by any student job whose teacher it is.
+    check_resume(job("loss.lambda2=1"), "teacher", "t", logged(kd))
+    # Settings logged by none of an old run's params are not differences.
+    old = {k: v for k, v in logged(kd).items() if k != "loss.balance"}
+    assert identity_differences(kd, "student", old) == []
+
+
+def test_resume_policies():
+    never, must = job("tracking.resume=never"), job("tracking.resume=must")
+    with pytest.raises(ValueError, match=r"exists and tracking\.resume is never"):
+        check_resume(never, "student", "x", logged(never))
+    check_resume(never, "student", "x", None)
+    with pytest.raises(ValueError, match="no run 'x' to resume"):
+        check_resume(must, "student", "x", None)
+    check_resume(must, "student", "x", logged(must))
+    with pytest.raises(ValueError, match=r"tracking\.resume: unknown 'sometimes'"):
+        job("tracking.resume=sometimes")
