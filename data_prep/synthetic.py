@@ -202,7 +202,7 @@ def manipulate(
     s = strength
     rng = np.random.default_rng([config.seed, METHODS.index(method), 7919])
     tint = rng.normal(size=3)
-    tint = (14.0 * s * tint / np.linalg.norm(tint)).astype(np.float32)  # low-frequency trace
+    tint = (24.0 * s * tint / np.linalg.norm(tint)).astype(np.float32)  # low-frequency trace
     kept_noise = max(0.0, 1.0 - 1.5 * s)  # share of the sensor noise the new face keeps
     # A face swap keeps the target's head, pose and expression and replaces the inner face
     # (here the eyes' spacing), colour-corrected to the target's skin up to a mismatch.
@@ -216,7 +216,7 @@ def manipulate(
     for t, (clean, noise) in enumerate(zip(target.clean, target.noise, strict=True)):
         geometry = face_geometry(config, target_person, t)
         mask = face_mask(config, target_person, t, lower_only=method == "NeuralTextures")
-        smooth = 1.2 * s  # the re-synthesised face is smoother than the camera's output
+        smooth = 1.5 * s  # the re-synthesised face is smoother than the camera's output
         if method == "Deepfakes":
             canvas = _background(config, target_person, t)
             draw_face(canvas, swapped, *geometry, t)
