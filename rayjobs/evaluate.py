@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
+from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
 from rayjobs.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.config import DataConfig
 from rayjobs.data import paired_dataset, shard_files
@@ -36,6 +37,7 @@ from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.tracking import find_or_create_run, tracking_uri
+from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import INTERVAL_METRICS, DetectionReport, evaluate_detection, roc_curve
 from sffb.model import SFFB
 
@@ -80,19 +82,23 @@ class TableRow:
 
 
 def score_test_split(
-    checkpoint: str, shards: str, levels: tuple[str, ...], methods: tuple[str, ...] = ()
+    checkpoint: str,
+    shards: str,
+    levels: tuple[str, ...],
+    methods: tuple[str, ...] = (),
+    split: str = "test",
 ) -> dict[str, np.ndarray]:
-    """Scores of every test row at every level (columns ``score_<level>``).
+    """Scores of every row of ``split`` at every level (columns ``score_<level>``).
 
     ``checkpoint`` and ``shards`` are paths or URIs; every node must see both (checked first).
     """
     checkpoint, shards = storage.normalise(checkpoint), storage.normalise(shards)
     image_size = load_state(checkpoint)["config"].model.image_size
     ensure_ray()
-    readable = (shard_files(shards, "test")[0], storage.join(checkpoint, STATE_FILE))
+    readable = (shard_files(shards, split)[0], storage.join(checkpoint, STATE_FILE))
     check_every_node(Needs(readable))
     data = DataConfig(shards=shards, methods=methods)
-    dataset = paired_dataset(data, "test", levels, image_size, augment=False)
+    dataset = paired_dataset(data, split, levels, image_size, augment=False)
     use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     scored = dataset.map_batches(
         Scorer,
@@ -240,17 +246,140 @@ def evaluate(
     ``baselines`` (name -> checkpoint) are scored on the same rows and levels; their rows come
     after the model's, and their metrics are logged as ``baseline_<name>_test_<level>_...``.
     """
-    scored = {model: score_test_split(checkpoint, shards, levels, methods)}
-    for name, location in (baselines or {}).items():
-        if name in scored:
-            raise ValueError(f"baseline {name!r}: the name is taken by another model")
+    checkpoints = {model: checkpoint, **(baselines or {})}
+    if len(checkpoints) != 1 + len(baselines or {}):
+        raise ValueError(f"a baseline is named {model!r}, the evaluated model's name")
+    scored, calibration, fitted = {}, [], {}
+    for name, location in checkpoints.items():
         scored[name] = score_test_split(location, shards, levels, methods)
+        validation = score_test_split(location, shards, levels, methods, split="val")
+        rows, fitted[name] = calibration_rows(name, validation, scored[name], levels)
+        calibration += rows
     table = [row for name, scores in scored.items() for row in build_table(scores, levels, name)]
     print(to_markdown(table))
+    print()
+    print(calibration_markdown(calibration))
+    save_calibration(checkpoint, fitted[model])  # detection and scoring read it from there
     if run_id is not None:
         log_table(tracking_uri(uri), run_id, table, scored, levels)
+        log_calibration(tracking_uri(uri), run_id, calibration, scored, fitted, levels, model)
         log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
     return table
+
+
+def log_calibration(uri, run_id, rows, scored, fitted, levels, model) -> None:
+    """The calibration table and reliability diagram as artifacts; the model's figures as
+    ``test_<level>_ece``-style metrics (baselines prefixed as in the main table)."""
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "calibration.md").write_text(calibration_markdown(rows) + "\n")
+        plot_reliability(scored, fitted, levels, folder / "reliability.png")
+        for name in ("calibration.md", "reliability.png"):
+            client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    for row in rows:
+        prefix = (
+            f"test_{row.level}_"
+            if row.model == model
+            else f"baseline_{row.model}_test_{row.level}_"
+        )
+        values = {
+            "ece": row.ece,
+            "ece_calibrated": row.ece_calibrated,
+            "temperature": row.calibration.temperature,
+            "val_threshold": row.calibration.threshold,
+            "frame_acc_val_threshold": row.acc_at_threshold,
+        }
+        for key, value in values.items():
+            client.log_metric(run_id, prefix + key, value)
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One model at one level: the temperature and threshold fitted on validation, and what
+    they do to the test scores (all frames of the evaluated methods)."""
+
+    model: str
+    level: str
+    calibration: LevelCalibration
+    ece: float  # test ECE of the raw P(fake)
+    ece_calibrated: float  # after dividing the logits by the temperature
+    acc_at_half: float  # test frame ACC at 0.5
+    acc_at_threshold: float  # test frame ACC at the validation threshold (calibrated scores)
+
+
+def calibration_rows(
+    model: str, val: dict[str, np.ndarray], test: dict[str, np.ndarray], levels: tuple[str, ...]
+) -> tuple[list[CalibrationRow], dict[str, LevelCalibration]]:
+    """Fit per level on validation, apply to test; the fitted values by level."""
+    rows, fitted = [], {}
+    for level in levels:
+        column = f"score_{level}"
+        fitted[level] = calibrate(val["label"].astype(int), val[column].astype(float))
+        labels, scores = test["label"].astype(int), test[column].astype(float)
+        calibrated = fitted[level].apply(scores)
+        rows.append(
+            CalibrationRow(
+                model,
+                level,
+                fitted[level],
+                ece=expected_calibration_error(labels, scores),
+                ece_calibrated=expected_calibration_error(labels, calibrated),
+                acc_at_half=float(np.mean((scores > 0.5) == labels)),
+                acc_at_threshold=float(np.mean((calibrated > fitted[level].threshold) == labels)),
+            )
+        )
+    return rows, fitted
+
+
+def calibration_markdown(rows: list[CalibrationRow]) -> str:
+    lines = [
+        "Calibration (temperature T and threshold fitted on validation; test frames):",
+        "",
+        "| model | level | T | ECE | ECE after T | frame ACC at 0.5 | threshold "
+        "| frame ACC at it |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        c = r.calibration
+        lines.append(
+            f"| {r.model} | {r.level} | {c.temperature:.3g} | {100 * r.ece:.2f} | "
+            f"{100 * r.ece_calibrated:.2f} | {100 * r.acc_at_half:.2f} | {c.threshold:.3f} | "
+            f"{100 * r.acc_at_threshold:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_reliability(
+    test: dict[str, dict[str, np.ndarray]],
+    fitted: dict[str, dict[str, LevelCalibration]],
+    levels: tuple[str, ...],
+    path: Path,
+) -> None:
+    """Reliability diagram per model and level, before (dashed) and after temperature scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    for model, scores in test.items():
+        labels = scores["label"].astype(int)
+        for level in levels:
+            raw = scores[f"score_{level}"].astype(float)
+            for values, style, note in (
+                (raw, "--", "raw"),
+                (fitted[model][level].apply(raw), "-", "after T"),
+            ):
+                bins = reliability(labels, values)
+                filled = bins.counts > 0
+                axis.plot(bins.mean_score[filled], bins.fake_rate[filled], style, marker="o",
+                          label=f"{model}, {level}, {note}")  # fmt: skip
+    axis.set(xlabel="mean P(fake) in bin", ylabel="share of fakes", title="Reliability, test")
+    axis.legend(loc="upper left", fontsize=7)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
 
 
 def parse_baselines(pairs: list[str]) -> dict[str, str]:

@@ -25,6 +25,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from rayjobs.calibration import load_calibration
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
@@ -200,7 +201,15 @@ def test_distillation_and_evaluation(teacher, prepared, home):
         "test_table.md",
         "test_table.csv",
         "test_roc.png",
+        "calibration.md",
+        "reliability.png",
     }
+    # Calibration fitted on validation, stored with the checkpoint, its effect logged.
+    stored = load_calibration(outcome.best_checkpoint)
+    assert set(stored) == {"c23", "c40"} and stored["c40"].temperature > 0
+    assert metrics["test_c40_temperature"] == pytest.approx(stored["c40"].temperature)
+    assert 0 <= metrics["test_c40_ece_calibrated"] <= 1 and "test_c40_ece" in metrics
+    assert "baseline_teacher_test_c40_frame_acc_val_threshold" in metrics
     assert len([n for n in runs_by_name(job) if n == "student"]) == 1
 
 
