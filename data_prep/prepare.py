@@ -44,7 +44,7 @@ class PrepareConfig:
     dataset: str = "ffpp"  # a reader from data_prep.readers.READERS
     root: str = ""  # the dataset's folder
     output: str = ""  # where shards and manifest.json go
-    levels: tuple[str, ...] = ("raw", "c23", "c40")  # the first is where faces are detected
+    levels: tuple[str, ...] = ("raw", "c23", "c40")  # faces are detected on raw (else the first)
     methods: tuple[str, ...] = ()  # empty: every method the reader knows
     splits_dir: str | None = None  # FF++ official split JSONs (default: ROOT/splits if present)
     frames_per_video: int = 50
@@ -55,7 +55,10 @@ class PrepareConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "levels", tuple(canonical_level(v) for v in self.levels))
+        levels = tuple(canonical_level(v) for v in self.levels)
+        if "raw" in levels:  # the reference for face boxes: the cleanest frames
+            levels = ("raw", *(level for level in levels if level != "raw"))
+        object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "methods", tuple(self.methods))
 
     def extract_options(self) -> ExtractOptions:

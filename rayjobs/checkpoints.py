@@ -60,8 +60,13 @@ def load_state(directory: str | Path) -> dict[str, Any]:
         data = storage.read_bytes(path)
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: checkpoint file not found") from None
-    state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    state["config"] = from_dict(JobConfig, json.loads(state["config"]))
+    try:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        state["config"] = from_dict(JobConfig, json.loads(state["config"]))
+    except Exception as error:  # a truncated file, another format, a foreign torch file
+        raise ValueError(
+            f"{path}: not an SFFB checkpoint ({type(error).__name__}: {error})"
+        ) from None
     return state
 
 

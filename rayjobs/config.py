@@ -208,6 +208,11 @@ class JobConfig:
                 f"data.batch_size {self.data.batch_size} does not split over "
                 f"{self.scaling.num_workers} workers"
             )
+        if self.data.batch_size // self.scaling.num_workers < 2:
+            raise ValueError(
+                f"data.batch_size {self.data.batch_size} over {self.scaling.num_workers} "
+                "workers leaves 1 sample per worker: BatchNorm (and SK fusion's) needs at least 2"
+            )
 
 
 def load_job_config(

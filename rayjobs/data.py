@@ -8,6 +8,8 @@ normalisation and the DCT happen on the training worker's device.
 
 from __future__ import annotations
 
+import json
+
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
@@ -43,6 +45,22 @@ def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> None:
     if missing:
         have = sorted(c.removeprefix("png_") for c in columns if c.startswith("png_"))
         raise DataError(f"{first}: level {missing[0]!r} is not in the shards (they hold {have})")
+
+
+def check_methods(shards: str, split: str, methods: tuple[str, ...]) -> None:
+    """Fail early when a requested fake method has no rows in ``split`` (a typo, or a method
+    that was not prepared), naming the ones the shards do hold."""
+    if not methods:
+        return
+    manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))
+    rows = manifest.get("rows", {}).get(split, {})
+    have = sorted(m for m, by_label in rows.items() if by_label.get("1"))
+    missing = [m for m in methods if m not in have]
+    if missing:
+        raise DataError(
+            f"{storage.join(shards, 'manifest.json')}: no {split} fakes of method(s) "
+            f"{missing}; the shards hold {have}"
+        )
 
 
 def _row_filter(methods: tuple[str, ...]):

@@ -32,7 +32,7 @@ from data_prep.defaults import embedded_prepare_config
 from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
 from rayjobs.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.config import DataConfig
-from rayjobs.data import paired_dataset, shard_files
+from rayjobs.data import check_methods, paired_dataset, shard_files
 from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
@@ -95,6 +95,7 @@ def score_test_split(
     checkpoint, shards = storage.normalise(checkpoint), storage.normalise(shards)
     image_size = load_state(checkpoint)["config"].model.image_size
     ensure_ray()
+    check_methods(shards, split, methods)
     readable = (shard_files(shards, split)[0], storage.join(checkpoint, STATE_FILE))
     check_every_node(Needs(readable))
     data = DataConfig(shards=shards, methods=methods)

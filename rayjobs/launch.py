@@ -33,7 +33,7 @@ from rayjobs.checkpoints import (
 )
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
-from rayjobs.data import DataError, check_levels, paired_dataset, shard_files
+from rayjobs.data import DataError, check_levels, check_methods, paired_dataset, shard_files
 from rayjobs.preflight import Needs, PreflightError, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.run_names import check_resume, default_run_name, teacher_job
@@ -111,6 +111,7 @@ def preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None
         raise ValueError(f"unknown mode {mode!r}; one of {MODES}")
     for split in ("train", "val"):
         check_levels(job.data.shards, split, job.training_levels(mode))
+        check_methods(job.data.shards, split, job.data.methods)
     has_teacher = teacher_checkpoint is not None and has_checkpoint(teacher_checkpoint)
     if job.needs_teacher_checkpoint(mode) and not has_teacher:
         raise FileNotFoundError(

@@ -168,6 +168,9 @@ class DistillationLoss(nn.Module):
             )
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        for name, weight in (("lambda1", lambda1), ("lambda2", lambda2), ("lambda3", lambda3)):
+            if weight < 0:
+                raise ValueError(f"{name} must be >= 0 (a loss weight), got {weight}")
         self.lambda1, self.lambda2, self.lambda3 = lambda1, lambda2, lambda3
         self.temperature = temperature
         self.knowledge = knowledge
