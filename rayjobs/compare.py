@@ -35,6 +35,8 @@ from rayjobs.tracking import tracking_uri
 
 #: Final metrics shown by default (those a run has); ``--metrics all`` shows every one.
 DEFAULT_METRICS = (
+    "best_val_frame_auc",  # the published (best) checkpoint's; the val_* ones are the last epoch's
+    "best_epoch",
     "val_frame_auc",
     "val_video_auc",
     "val_frame_acc",

@@ -9,6 +9,7 @@ are made absolute (Ray resolves relative ones inside a job's working directory).
 
 from __future__ import annotations
 
+import json
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
 from rayjobs.checkpoints import (
+    METRICS_FILE,
     STATE_FILE,
     best_stored_checkpoint,
     check_teacher_init,
@@ -252,6 +254,11 @@ def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -
         local.write_bytes(storage.read_bytes(storage.join(target, STATE_FILE)))
         client.log_artifact(run_id, str(local), artifact_path="best_checkpoint")
     set_tags(uri, run_id, {"sffb.best_checkpoint": target})
+    # The published checkpoint's own validation figures: a run's last epoch is not its best.
+    chosen = json.loads(storage.read_text(storage.join(source, METRICS_FILE)))
+    for key, value in chosen.items():
+        if key.startswith("val_") or key == "epoch":
+            client.log_metric(run_id, f"best_{key}", float(value))
     client.set_terminated(run_id, status)
     return target
 

@@ -123,6 +123,10 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     # The best checkpoint is the one with the best validation AUC, never chosen by test.
     best_epoch = max(state["history"], key=lambda h: h["val_frame_auc"])["epoch"]
     assert state["epoch"] == best_epoch
+    # MLflow holds the published checkpoint's figures beside the last epoch's.
+    assert run.data.metrics["best_epoch"] == best_epoch
+    chosen = state["history"][best_epoch]["val_frame_auc"]
+    assert run.data.metrics["best_val_frame_auc"] == pytest.approx(chosen)
     model = load_model(outcome.best_checkpoint)
     with torch.no_grad():
         assert model(torch.rand(2, 3, 64, 64)).logits.shape == (2, 2)
