@@ -8,6 +8,7 @@ import pytest
 
 from data_prep.__main__ import load_config, main
 from data_prep.prepare import PrepareConfig
+from data_prep.synthetic import METHODS, SyntheticConfig
 
 
 def test_yaml_options_and_flag_overrides(tmp_path):
@@ -42,5 +43,6 @@ def test_embedded_default_takes_overrides(tmp_path, monkeypatch, ray_session, ca
     manifest = json.loads((tmp_path / "shards" / "synthetic_ffpp" / "manifest.json").read_text())
     assert manifest["complete"]
     assert (manifest["config"]["crop_size"], manifest["config"]["frames_per_video"]) == (48, 4)
-    assert manifest["total_rows"] == 60 * 4  # 12 reals + 48 fakes of the default dataset
+    videos = SyntheticConfig().reals * (1 + len(METHODS))  # the default dataset: reals + fakes
+    assert manifest["total_rows"] == videos * 4
     assert "shards, 0 skipped" in capsys.readouterr().out
