@@ -178,10 +178,14 @@ def ray_data_rate(shards: Path, size: int, augment_on: str, passes: int) -> floa
 
 
 def bench_job(args: argparse.Namespace, shards: Path) -> JobConfig:
+    """The cpu-demo job on the bench's shards, which hold the LEVELS (raw and c23)."""
     job = load_job_config("cpu-demo")
+    data = replace(
+        job.data, shards=str(shards), methods=(), batch_size=args.batch, student_level=LEVELS[1]
+    )
     return replace(
         job,
-        data=replace(job.data, shards=str(shards), methods=(), batch_size=args.batch),
+        data=data,
         model=replace(job.model, backbone=args.backbone, image_size=args.train_size),
         scaling=replace(job.scaling, num_workers=1),
     )
