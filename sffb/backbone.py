@@ -73,6 +73,23 @@ class SplitBackbone:
     channels: int
 
 
+#: ImageNet statistics: the fallback when a backbone's pretrained config names none.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def input_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The (mean, std) the backbone's pretrained weights expect, from timm's pretrained config
+    (legacy_xception: 0.5 / 0.5, as the Cadene weights were trained; ResNets: ImageNet's)."""
+    try:
+        config = timm.models.get_pretrained_cfg(name)
+    except (RuntimeError, KeyError, ValueError):
+        config = None
+    if config is None or config.mean is None or config.std is None:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return tuple(float(v) for v in config.mean), tuple(float(v) for v in config.std)
+
+
 def build_split_backbone(
     name: str,
     in_chans: int = 3,

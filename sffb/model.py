@@ -8,12 +8,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from sffb.backbone import build_split_backbone
+from sffb.backbone import build_split_backbone, input_normalisation
 from sffb.dct import F3NET_CUTS, FrequencyBands
 from sffb.fusion import FusionOptions, build_fusion
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -26,10 +23,18 @@ class SFFBConfig:
     num_classes: int = 2  # label 0 = real, 1 = fake
     image_size: int = 256  # square input side; the DCT basis is built for it
     band_cuts: tuple[float, ...] = F3NET_CUTS  # (ours) frequency band edges on i+j, fractions of N
-    input_mean: tuple[float, float, float] = IMAGENET_MEAN
-    input_std: tuple[float, float, float] = IMAGENET_STD
+    # Input normalisation; None = what the backbone's pretrained weights expect (timm's
+    # pretrained config: 0.5 / 0.5 for legacy_xception, ImageNet's for ResNets).
+    input_mean: tuple[float, float, float] | None = None
+    input_std: tuple[float, float, float] | None = None
     drop_rate: float = 0.0  # dropout before the classifier
     pretrained_path: str | None = None  # local ImageNet weights file for both streams and the head
+
+    def normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) of the input: as set, else the backbone's pretrained config's. Resolved
+        when a model is built (not stored), so ``replace(config, backbone=...)`` stays right."""
+        mean, std = input_normalisation(self.backbone)
+        return self.input_mean or mean, self.input_std or std
 
 
 class SFFBOutput(NamedTuple):
@@ -44,8 +49,9 @@ class SFFBOutput(NamedTuple):
 class SFFB(nn.Module):
     """SFFB detector; ``forward`` takes RGB in [0, 1] (float, or uint8 in [0, 255]).
 
-    ImageNet normalisation happens here, on the model's device, so the data pipeline ships compact
-    uint8 crops; the frequency stream sees the DCT bands of the normalised image (as F3-Net does).
+    Normalisation (the backbone's pretrained mean/std) happens here, on the model's device, so
+    the data pipeline ships compact uint8 crops; the frequency stream sees the DCT bands of the
+    normalised image (as F3-Net does).
     """
 
     def __init__(self, config: SFFBConfig | None = None) -> None:
@@ -66,8 +72,9 @@ class SFFB(nn.Module):
         self.freq_stream = freq.trunk  # its own weights: the frequency model's head is dropped
         self.fusion = build_fusion(config.fusion, spatial.channels, config.fusion_options)
         self.head = spatial.head
-        mean = torch.tensor(config.input_mean).view(1, 3, 1, 1)
-        std = torch.tensor(config.input_std).view(1, 3, 1, 1)
+        input_mean, input_std = config.normalisation()
+        mean = torch.tensor(input_mean).view(1, 3, 1, 1)
+        std = torch.tensor(input_std).view(1, 3, 1, 1)
         self.register_buffer("input_mean", mean, persistent=False)
         self.register_buffer("input_std", std, persistent=False)
 

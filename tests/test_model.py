@@ -37,9 +37,7 @@ def test_maps_come_from_the_normalised_image_and_its_bands(xception_sffb):
     model = xception_sffb
     with torch.no_grad():
         out = model(images)
-        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-        normalised = (images - mean) / std
+        normalised = (images - 0.5) / 0.5  # legacy_xception's pretrained normalisation
         assert torch.allclose(out.spatial_map, model.spatial_stream(normalised), atol=1e-5)
         assert torch.allclose(out.freq_map, model.freq_stream(model.bands(normalised)), atol=1e-5)
         fused = model.fusion(out.spatial_map, out.freq_map)
@@ -85,3 +83,14 @@ def test_dropout_sits_before_the_classifier():
     model = SFFB(SFFBConfig(backbone=TINY, image_size=32, drop_rate=0.3))
     names = [name for name, _ in model.head.named_children()]
     assert names[-2:] == ["drop", "fc"]
+
+
+def test_inputs_are_normalised_as_the_backbones_pretrained_weights_expect():
+    """legacy_xception's weights (Cadene's) were trained on (x - 0.5) / 0.5, ResNets' on
+    ImageNet statistics: timm's pretrained configs say so; an explicit value wins."""
+    assert SFFBConfig(backbone="legacy_xception").normalisation() == ((0.5,) * 3, (0.5,) * 3)
+    resnet = SFFBConfig(backbone="resnet50").normalisation()
+    assert resnet == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    model = SFFB(SFFBConfig(backbone="test_resnet", image_size=64, input_mean=(0.1, 0.2, 0.3)))
+    assert model.input_mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3])
+    assert model.input_std.flatten().tolist() == pytest.approx([0.5, 0.5, 0.5])  # test_resnet's
