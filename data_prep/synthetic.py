@@ -4,22 +4,22 @@
 cascade finds it) moving over a textured background with sensor noise, pairs them as FF++ does
 (``a_b``: target ``a``, source ``b``), and makes one fake per pair and method.
 
-Every fake has its own *strength* s, drawn evenly from ``config.strength`` (recorded in
-``manipulations.json``): s near 0 is a fake no detector can see, s = 1 an obvious one, so a
-detector's AUC says how far down it still finds them. As in FF++, each method leaves a weak
-low-frequency trace that survives CRF 40 and a stronger high-frequency one that CRF 40 removes:
-the re-synthesised face lacks the sensor noise of the rest of the frame (an autoencoder or a
-renderer does not reproduce it) and is slightly smoother. The low-frequency traces differ:
+Every fake has its own *strength* s, spread evenly over ``config.strength`` within each split
+and method (recorded in ``manipulations.json``): s near 0 is a fake no detector can see, s = 1
+an obvious one, so a detector's AUC says how far down it still finds them. As in FF++, each
+method leaves traces that survive CRF 40 (a colour mismatch and smoothing of the face, besides
+the method's own below) and high-frequency ones that CRF 40 removes: the re-synthesised face
+lacks the sensor noise of the rest of the frame (an autoencoder or a renderer does not reproduce
+it) and carries a faint up-sampling checkerboard. The methods differ in what they change:
 
-- Deepfakes: the source's face at the target's pose, with a colour mismatch at the blending seam;
-- Face2Face: the target's face re-synthesised through 4x down- and up-sampling, with a slight
-  shift in brightness;
+- Deepfakes: the inner face (eye spacing) of the source, on the target's head and expression;
+- Face2Face: the target's face re-synthesised through 4x down- and up-sampling;
 - FaceSwap: the face warped by a smooth displacement field (geometry);
-- NeuralTextures: a fine periodic texture over the lower face (high frequency only, the trace
+- NeuralTextures: the lower face only, with a stronger fine texture (high frequency, the trace
   that c40 removes almost completely, as H.264 does to real re-rendering artefacts).
 
 Raw is lossless H.264 (libx264rgb, CRF 0); c23 and c40 are real libx264 CRF encodes. Everything
-is deterministic in ``seed``; the default size renders in seconds on two cores.
+is deterministic in ``seed``; the default size renders in about a minute on two cores.
 """
 
 from __future__ import annotations

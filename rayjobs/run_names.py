@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 
-from rayjobs.config import RESUME_MODES, JobConfig
+from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 
 #: How and where a job runs, never what it trains; and how long: relaunching a finished run
@@ -95,9 +95,7 @@ def check_resume(
     ``auto``: resume a run of the same identity, refuse one of another; ``never``: refuse any
     existing run; ``must``: refuse when there is nothing to resume.
     """
-    policy = job.tracking.resume
-    if policy not in RESUME_MODES:  # JobConfig checks it too; this guards direct callers
-        raise ValueError(f"tracking.resume: unknown {policy!r}; one of {RESUME_MODES}")
+    policy = job.tracking.resume  # one of RESUME_MODES: JobConfig refuses any other
     if logged_params is None:
         if policy == "must":
             raise ValueError(f"tracking.resume must: there is no run {run_name!r} to resume")
