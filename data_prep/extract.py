@@ -6,7 +6,7 @@ compressed level, so the teacher's and the student's crops of a row are pixel-al
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -68,6 +68,46 @@ def _nearest(index: int, boxes: dict[int, CropBox]) -> CropBox:
     return boxes[min(boxes, key=lambda i: (abs(i - index), i))]
 
 
+@dataclass(frozen=True)
+class FaceCrops:
+    """One clip's sampled frames cut around its face: the box and the crop of every frame."""
+
+    boxes: dict[int, CropBox]
+    crops: dict[int, np.ndarray]  # RGB, crop_size x crop_size
+    without_face: tuple[int, ...]  # frames where no face was found: the nearest box was used
+
+
+def crop_faces(
+    frames: Iterable[tuple[int, np.ndarray]],
+    detect: Callable[[np.ndarray], list[Box]],
+    crop_size: int,
+    margin: float,
+) -> FaceCrops:
+    """Detect the largest face in every ``(index, RGB frame)`` and cut its enlarged square box;
+    a frame without a face borrows the nearest frame's box (faces move little between sampled
+    frames). No crops at all when no frame has a face.
+
+    Preparation and detection both cut their crops here, so a detector sees what it trained on.
+    """
+    boxes: dict[int, CropBox] = {}
+    crops: dict[int, np.ndarray] = {}
+    undetected: dict[int, np.ndarray] = {}  # frames kept whole until a neighbour's box is known
+    for index, frame in frames:
+        face = largest(detect(frame))
+        if face is None:
+            undetected[index] = frame
+            continue
+        height, width = frame.shape[:2]
+        boxes[index] = crop_box(face, width, height, margin)
+        crops[index] = boxes[index].cut(frame, crop_size)
+    if not boxes:
+        return FaceCrops({}, {}, tuple(sorted(undetected)))
+    for index, frame in undetected.items():
+        boxes[index] = _nearest(index, boxes)
+        crops[index] = boxes[index].cut(frame, crop_size)
+    return FaceCrops(boxes, crops, tuple(sorted(undetected)))
+
+
 def extract_rows(
     record: VideoRecord,
     options: ExtractOptions,
@@ -84,28 +124,23 @@ def extract_rows(
     if info.frame_count < options.frames_per_video:
         notes.append(f"only {info.frame_count} frames (< {options.frames_per_video}): all used")
 
-    boxes: dict[int, CropBox] = {}
-    crops: dict[str, dict[int, np.ndarray]] = {level: {} for level in levels}
-    undetected: dict[int, np.ndarray] = {}  # frames kept whole until a neighbour's box is known
-    for index, frame in iter_frames(record.paths[levels[0]], indices, info.frame_count):
-        face = largest(detect(frame))
-        if face is None:
-            undetected[index] = frame
-            continue
-        boxes[index] = crop_box(face, info.width, info.height, options.margin)
-        crops[levels[0]][index] = boxes[index].cut(frame, options.crop_size)
-    if not boxes:
+    frames = iter_frames(record.paths[levels[0]], indices, info.frame_count)
+    faces = crop_faces(frames, detect, options.crop_size, options.margin)
+    if not faces.boxes:
         raise VideoError(
             f"{record.paths[levels[0]]}: no face detected in any of {len(indices)} sampled frames"
         )
-    for index, frame in undetected.items():
-        boxes[index] = _nearest(index, boxes)
-        crops[levels[0]][index] = boxes[index].cut(frame, options.crop_size)
-    if undetected:
-        notes.append(f"no face in {len(undetected)} of {len(indices)} frames: nearest box reused")
+    if faces.without_face:
+        notes.append(
+            f"no face in {len(faces.without_face)} of {len(indices)} frames: nearest box reused"
+        )
+    boxes = faces.boxes
+    crops: dict[str, dict[int, np.ndarray]] = {levels[0]: faces.crops}
     for level in levels[1:]:
-        for index, frame in iter_frames(record.paths[level], indices, info.frame_count):
-            crops[level][index] = boxes[index].cut(frame, options.crop_size)
+        crops[level] = {
+            index: boxes[index].cut(frame, options.crop_size)
+            for index, frame in iter_frames(record.paths[level], indices, info.frame_count)
+        }
 
     columns = {
         "dataset": [record.dataset] * len(indices),

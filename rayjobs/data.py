@@ -68,6 +68,14 @@ def _row_filter(methods: tuple[str, ...]):
     return (col("label") == 0) | col("method").is_in(list(methods))
 
 
+def to_model_size(image: np.ndarray, size: int) -> np.ndarray:
+    """A square HWC crop at the model's input side (area filter): how training, evaluation and
+    detection all bring crops of another size to the model, so they see the same pixels."""
+    if image.shape[0] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
 def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
     """PNG bytes -> uint8 (N, 3, size, size) RGB, resized when the shards hold another size.
 
@@ -78,9 +86,7 @@ def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
         image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise DataError("a shard holds a PNG that does not decode")
-        if image.shape[0] != size:
-            image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-        out[i] = image.transpose(2, 0, 1)[::-1]
+        out[i] = to_model_size(image, size).transpose(2, 0, 1)[::-1]
     return out
 
 

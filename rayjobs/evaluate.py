@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import ray
 import ray.data
-import torch
 from mlflow.tracking import MlflowClient
 
 from data_prep import storage
@@ -36,10 +35,10 @@ from rayjobs.data import check_methods, paired_dataset, shard_files
 from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
+from rayjobs.scoring import fake_scores, model_device
 from rayjobs.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import INTERVAL_METRICS, DetectionReport, evaluate_detection, roc_curve
-from sffb.model import SFFB
 
 ALL = "all"
 
@@ -48,19 +47,14 @@ class Scorer:
     """Ray Data actor: loads the checkpoint once, scores every level's images of a batch."""
 
     def __init__(self, checkpoint: str, levels: tuple[str, ...]) -> None:
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = model_device()
         self.model = load_model(checkpoint, self.device)
         self.levels = levels
 
-    @torch.no_grad()
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {key: batch[key] for key in ("label", "video_key", "method")}
         for level in self.levels:
-            images = torch.from_numpy(batch[level]).to(self.device)
-            autocast = torch.autocast("cuda", torch.bfloat16, enabled=self.device.type == "cuda")
-            with autocast:
-                logits = self.model(images).logits
-            out[f"score_{level}"] = SFFB.fake_probability(logits).cpu().numpy()
+            out[f"score_{level}"] = fake_scores(self.model, batch[level], self.device)
         return out
 
 

@@ -206,6 +206,9 @@ def run_training(
                 teacher_checkpoint if job.needs_teacher_checkpoint(mode) else None
             ),
             "mlflow": {"uri": uri, "run_id": run_id},  # rank 0 logs system metrics there
+            # How the training crops were cut, kept in every checkpoint so that detection on
+            # new files cuts them the same way (JSON of data_prep's PrepareConfig).
+            "preparation": json.dumps(json.loads(storage.read_text(manifest))["config"]),
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers,

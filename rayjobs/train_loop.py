@@ -237,6 +237,8 @@ def train_worker(loop_config: dict) -> None:
                         history=history,
                         best_auc=best_auc,
                         config=job,
+                        mode=mode,  # which level the model reads (detection needs it)
+                        preparation=loop_config.get("preparation", ""),  # its crops' settings
                     )
                     checkpoint = ray.train.Checkpoint.from_directory(directory)
                 ray.train.report(
