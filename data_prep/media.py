@@ -7,9 +7,9 @@ the file and the reason, so a batch records it and goes on.
 
 from __future__ import annotations
 
-import functools
 import glob
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,7 +104,16 @@ class CropSettings:
     frames_per_video: int = 50
 
 
-_detector = functools.lru_cache(maxsize=None)(build_detector)  # one per process: loads a model
+_per_thread = threading.local()
+
+
+def _detector(name: str):
+    """One detector per thread and name: OpenCV's cascade is loaded once, and never shared
+    between threads (``detectMultiScale`` on one classifier from two threads corrupts boxes)."""
+    detectors = _per_thread.__dict__.setdefault("detectors", {})
+    if name not in detectors:
+        detectors[name] = build_detector(name)
+    return detectors[name]
 
 
 @dataclass(frozen=True)

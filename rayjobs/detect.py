@@ -34,6 +34,7 @@ from data_prep.defaults import workdir
 from data_prep.media import CropSettings, expand_inputs, file_faces
 from data_prep.video import VideoError
 from rayjobs.checkpoints import STATE_FILE, load_state, model_from_state
+from rayjobs.config import TrackingConfig
 from rayjobs.data import to_model_size
 from rayjobs.detection_results import Collector, ResultWriter, file_record, summary_table
 from rayjobs.launch import USER_ERRORS, ensure_ray
@@ -145,12 +146,14 @@ def detect(
     batch_size: int = 32,
     progress: bool = True,
     shown_limit: int = 20,
+    experiment: str = TrackingConfig.experiment,
 ) -> Outcome:
-    """Score every file ``inputs`` names; see the module docstring."""
+    """Score every file ``inputs`` names; see the module docstring. With no ``model``, the
+    newest distilled student in the MLflow ``experiment`` is used."""
     paths = expand_inputs(inputs)
     if not paths:
         raise ValueError("no input files given")
-    trained = load_trained_model(resolve_model(model))
+    trained = load_trained_model(resolve_model(model, experiment=experiment))
     crops = replace(trained.crops, frames_per_video=frames or trained.crops.frames_per_video)
     cut = threshold if threshold is not None else trained.threshold
     calibrate = trained.calibration.apply if trained.calibration else (lambda s: s)
@@ -214,13 +217,15 @@ def main(argv: list[str] | None = None) -> None:
                         "threshold calibrated on validation, else 0.5)")  # fmt: skip
     parser.add_argument("--cam", metavar="DIR", help="write Grad-CAM pictures here")
     parser.add_argument("--batch-size", type=int, default=32, help="frames per model batch")
+    parser.add_argument("--experiment", default=TrackingConfig.experiment,
+                        help="MLflow experiment searched for the default model")  # fmt: skip
     args = parser.parse_args(argv)
     if args.frames is not None and args.frames < 1:
         parser.error("--frames must be at least 1")
     ray.data.DataContext.get_current().enable_progress_bars = False  # ours counts files
     try:
         outcome = detect(args.inputs, args.model, args.output, args.frames, args.threshold,
-                         args.cam, args.batch_size)  # fmt: skip
+                         args.cam, args.batch_size, experiment=args.experiment)  # fmt: skip
     except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     print(summary_table(outcome.shown, outcome.files))

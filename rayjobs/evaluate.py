@@ -29,6 +29,7 @@ from mlflow.tracking import MlflowClient
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
 from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
+from rayjobs.cam_examples import log_cam_examples
 from rayjobs.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.config import DataConfig
 from rayjobs.data import check_methods, paired_dataset, shard_files
@@ -259,6 +260,7 @@ def evaluate(
         log_table(tracking_uri(uri), run_id, table, scored, levels)
         log_calibration(tracking_uri(uri), run_id, calibration, scored, fitted, levels, model)
         log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
+        log_cam_examples(tracking_uri(uri), run_id, checkpoint, shards, levels[0], methods)
     return table
 
 

@@ -32,10 +32,12 @@ from rayjobs.checkpoints import (
     best_stored_checkpoint,
     check_teacher_init,
     has_checkpoint,
+    load_state,
 )
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, check_methods, paired_dataset, shard_files
+from rayjobs.mlflow_model import log_detector
 from rayjobs.preflight import Needs, PreflightError, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.run_names import check_resume, default_run_name, teacher_job
@@ -252,11 +254,11 @@ def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -
     target = best_checkpoint_path(runs, run_name)
     storage.publish_dir(source, target, last=STATE_FILE)
     client = MlflowClient(uri)
-    with tempfile.TemporaryDirectory() as directory:
-        local = Path(directory) / STATE_FILE
-        local.write_bytes(storage.read_bytes(storage.join(target, STATE_FILE)))
-        client.log_artifact(run_id, str(local), artifact_path="best_checkpoint")
-    set_tags(uri, run_id, {"sffb.best_checkpoint": target})
+    # The best model as an MLflow model (the checkpoint inside), registered under its mode.
+    mode = client.get_run(run_id).data.tags.get("sffb.mode", "student")
+    image_size = load_state(target)["config"].model.image_size
+    version = log_detector(uri, run_id, target, image_size, mode)
+    set_tags(uri, run_id, {"sffb.best_checkpoint": target, "sffb.model_version": version})
     # The published checkpoint's own validation figures: a run's last epoch is not its best.
     chosen = json.loads(storage.read_text(storage.join(source, METRICS_FILE)))
     for key, value in chosen.items():

@@ -2,8 +2,9 @@
 were cut, and its calibration.
 
 A model is named as a checkpoint folder (a path or a URI), an MLflow run (``runs:/<id>``: the
-best checkpoint that run published), or nothing: the newest distilled student in the default
-MLflow experiment (what ``python rayjobs/distill.py`` leaves).
+best checkpoint that run published), a registered model version (``models:/sffb-student@champion``
+or ``models:/sffb-student/3``: its run's checkpoint), or nothing: the newest distilled student in
+the default MLflow experiment (what ``python rayjobs/distill.py`` leaves).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from data_prep.media import CropSettings
 from rayjobs.calibration import LevelCalibration, load_calibration
 from rayjobs.checkpoints import load_state
 from rayjobs.config import JobConfig, TrackingConfig
+from rayjobs.mlflow_model import run_of_registered
 from rayjobs.tracking import tracking_uri
 
 BEST_CHECKPOINT_TAG = "sffb.best_checkpoint"  # set on a run when its best checkpoint is published
@@ -57,18 +59,17 @@ def newest_student(uri: str, experiment: str = TrackingConfig.experiment) -> str
     )
 
 
-def resolve_model(model: str | None, uri: str = "") -> str:
+def resolve_model(
+    model: str | None, uri: str = "", experiment: str = TrackingConfig.experiment
+) -> str:
     """The checkpoint folder that ``model`` names (see the module docstring)."""
     uri = uri or tracking_uri()
     if not model:
-        return storage.normalise(newest_student(uri))
+        return storage.normalise(newest_student(uri, experiment))
     if model.startswith("runs:/"):
         return storage.normalise(checkpoint_of_run(model.removeprefix("runs:/").strip("/"), uri))
     if model.startswith("models:/"):
-        raise ValueError(
-            f"{model}: registered MLflow models are not logged yet; name a checkpoint folder "
-            "or an MLflow run (runs:/<id>)"
-        )
+        return storage.normalise(checkpoint_of_run(run_of_registered(uri, model), uri))
     return storage.normalise(model)
 
 

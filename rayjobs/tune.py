@@ -41,6 +41,7 @@ from rayjobs.launch import (
     run_training,
     storage_path,
 )
+from rayjobs.mlflow_model import crown_champion
 from rayjobs.search_space import SearchSpace, load_space
 from rayjobs.tracking import entry_point, find_or_create_run, set_tags, tracking_uri
 
@@ -241,6 +242,10 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
         ),
     }
     set_tags(settings["uri"], settings["parent_run_id"], {"sffb.best_trial": best_trial})
+    if best_trial in children:  # its registered version becomes models:/<name>@champion
+        summary["champion_version"] = crown_champion(
+            settings["uri"], children[best_trial].info.run_id
+        )
     client.set_terminated(settings["parent_run_id"], "FINISHED")
     out = storage.join(settings["storage"], "sweeps", f"{settings['sweep']}-best.json")
     storage.write_text(out, json.dumps(summary, indent=2, default=str))

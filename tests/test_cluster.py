@@ -223,9 +223,9 @@ def test_checkpoints_and_artifacts_land_on_the_servers(distilled, s3, tracking):
         run = runs[name]
         assert run.info.status == "FINISHED"
         assert run.data.tags["sffb.best_checkpoint"] == f"s3://{BUCKET}/runs/{name}/best"
-        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "best_checkpoint")]
-        assert artifacts == ["best_checkpoint/state.pt"]
-        stored = f"{run.info.run_id}/artifacts/best_checkpoint/state.pt"
+        artifacts = [a.path for a in client.list_artifacts(run.info.run_id, "model")]
+        assert "model/MLmodel" in artifacts  # the best model, an MLflow model
+        stored = f"{run.info.run_id}/artifacts/model/artifacts/checkpoint/state.pt"
         assert any(k.startswith("mlartifacts/") and k.endswith(stored) for k in keys)
     assert runs[STUDENT].data.tags["mlflow.parentRunId"] == runs[TEACHER].info.run_id
     # The shards in the bucket are the runs' dataset inputs, sourced by their URI.
@@ -287,3 +287,28 @@ def test_sweep_on_the_cluster_logs_parent_and_children_to_the_server(
     nodes = set(re.findall(r"worker \d/2 on node (\w+)", result.stdout + result.stderr))
     assert len(nodes) == 2
     assert os.environ.get("RAY_ADDRESS") != cluster.address  # the suite's own Ray is untouched
+
+
+def test_detect_scores_files_in_the_bucket_on_the_cluster(
+    cluster, distilled, logs, tracking, s3, synthetic_root
+):
+    """Inputs, model, results and Grad-CAM pictures all in the bucket; the default model is
+    the newest distilled student on the tracking server; a junk upload is recorded."""
+    assert distilled.returncode == 0
+    client = s3.client()
+    clip = next((synthetic_root / "original_sequences" / "youtube" / "c40" / "videos").glob("*"))
+    client.put_object(Bucket=BUCKET, Key="uploads/a/clip.mp4", Body=clip.read_bytes())
+    client.put_object(Bucket=BUCKET, Key="uploads/junk.mp4", Body=b"not a video")
+    args = ["rayjobs/detect.py", f"s3://{BUCKET}/uploads", "--experiment", EXPERIMENT]
+    args += ["--output", f"s3://{BUCKET}/detections/scores.jsonl", "--cam", f"s3://{BUCKET}/cams"]
+    result = run_job(cluster, args, logs, "detect-s3", MLFLOW_TRACKING_URI=tracking)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"s3://{BUCKET}/runs/{STUDENT}/best" in result.stdout  # the default model
+    body = client.get_object(Bucket=BUCKET, Key="detections/scores.jsonl")["Body"].read()
+    records = {r["path"]: r for r in map(json.loads, body.decode().splitlines())}
+    assert set(records) == {f"s3://{BUCKET}/uploads/a/clip.mp4", f"s3://{BUCKET}/uploads/junk.mp4"}
+    scored = records[f"s3://{BUCKET}/uploads/a/clip.mp4"]
+    assert scored["error"] is None and scored["frames_scored"] == TEST_FRAMES
+    assert "not a readable video" in records[f"s3://{BUCKET}/uploads/junk.mp4"]["error"]
+    cams = [k for k in s3.keys(BUCKET, "cams/") if k.endswith(".png")]
+    assert len(cams) == TEST_FRAMES

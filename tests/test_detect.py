@@ -4,6 +4,9 @@ file, a real local Ray cluster and a real MLflow store."""
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,18 +18,20 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from data_prep.media import file_faces
 from data_prep.shards import png_column
 from data_prep.video import Encoding, encode_video, iter_frames, probe
 from rayjobs.calibration import LevelCalibration, save_calibration
 from rayjobs.checkpoints import load_model, save_state
 from rayjobs.config import load_job_config
-from rayjobs.data import decode_pngs
+from rayjobs.data import decode_pngs, to_model_size
 from rayjobs.detect import detect, main
 from rayjobs.detection_results import read_results
 from rayjobs.scoring import fake_scores
 from rayjobs.trained_model import load_trained_model, resolve_model
 from sffb.cam import stage_cams
 from sffb.model import SFFB, SFFBConfig
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -201,3 +206,51 @@ def test_grad_cam_matches_a_direct_computation():
         expected = cv2.resize(cam.astype(np.float32), (64, 64))
         expected = (expected - expected.min()) / (1e-7 + expected.max() - expected.min())
         np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def _post(url: str, body: bytes) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_ray_serve_answers_concurrent_uploads_and_survives_a_corrupt_one(
+    ray_session, synthetic_root, teacher
+):
+    """Eight clips posted at once are each scored as detection scores them (frames batched
+    across requests); a corrupt upload gets a 400 with its reason; the server still answers."""
+    from ray import serve
+
+    from rayjobs.serve import app
+
+    clips = sorted(synthetic_root.rglob("raw/videos/*.mp4"))[::7][:8]
+    trained = load_trained_model(str(teacher))
+    model = load_model(teacher)
+    expected = {}
+    for clip in clips:
+        crops = file_faces(str(clip), trained.crops).faces.crops
+        images = np.stack([to_model_size(crops[i], 48).transpose(2, 0, 1) for i in sorted(crops)])
+        expected[clip.name] = CALIBRATION.apply(fake_scores(model, images, torch.device("cpu")))
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    try:
+        serve.run(app({"model": str(teacher)}), name="sffb", route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        uploads = [(f"{url}/detect?filename={c.name}", c.read_bytes()) for c in clips]
+        uploads.append((f"{url}/detect?filename=bad.mp4", b"\x00\x01 not a video"))
+        with ThreadPoolExecutor(len(uploads)) as pool:
+            answers = list(pool.map(lambda u: _post(*u), uploads))
+        for clip, (status, record) in zip(clips, answers, strict=False):
+            assert status == 200, record
+            got = [record["frame_scores"][k] for k in sorted(record["frame_scores"], key=int)]
+            np.testing.assert_allclose(got, expected[clip.name], rtol=1e-5, atol=1e-6)
+            assert record["path"] == clip.name and record["label"] in ("real", "fake")
+        status, record = answers[-1]
+        assert status == 400 and "not a readable video" in record["error"]
+        with urllib.request.urlopen(f"{url}/healthz", timeout=30) as answer:
+            assert json.loads(answer.read())["model"] == str(teacher)
+    finally:
+        serve.shutdown()

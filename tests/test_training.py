@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,10 +29,14 @@ from sklearn.metrics import roc_auc_score
 from rayjobs.calibration import load_calibration
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
+from rayjobs.data import decode_pngs
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
+from rayjobs.scoring import fake_scores
+from rayjobs.trained_model import resolve_model
 from sffb.model import SFFB
+from tests.servers import free_port, serving
 
 EXPERIMENT = "sffb-tests"
 ROOT = Path(__file__).resolve().parents[1]
@@ -116,7 +121,7 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     artifacts = {
         a.path for a in MlflowClient(job.tracking.tracking_uri).list_artifacts(run.info.run_id)
     }
-    assert {"config.yaml", "best_checkpoint"} <= artifacts
+    assert {"config.yaml", "model"} <= artifacts
 
     state = load_state(outcome.best_checkpoint)
     assert [h["epoch"] for h in state["history"]] == list(range(state["epoch"] + 1))
@@ -133,6 +138,35 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     # Validation covered the whole split (scores gathered from both workers): 10 videos x 8.
     assert state["history"][-1]["val_frame_count"] == 80
     assert state["history"][-1]["val_video_count"] == 10
+
+
+def test_the_best_model_is_registered_and_served_by_mlflow(teacher, prepared, tmp_path):
+    """``mlflow models serve`` answers a JSON scoring request with the checkpoint's P(fake)."""
+    job, outcome = teacher
+    uri = job.tracking.tracking_uri
+    run = runs_by_name(job)["teacher"]
+    number = run.data.tags["sffb.model_version"]
+    version = MlflowClient(uri).get_model_version("sffb-teacher", number)
+    assert version.run_id == outcome.mlflow_run_id
+    shards, _ = prepared
+    rows = pq.read_table(shards / "test", columns=["png_raw"]).slice(0, 3)
+    crops = decode_pngs(rows["png_raw"].to_numpy(zero_copy_only=False), 64)
+    expected = fake_scores(load_model(outcome.best_checkpoint), crops, torch.device("cpu"))
+    port = free_port()
+    command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
+               f"models:/sffb-teacher/{version.version}",
+               "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    with serving(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            data=json.dumps({"inputs": crops.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+    np.testing.assert_allclose(predictions, expected, rtol=1e-5)
+    assert resolve_model(f"models:/sffb-teacher/{version.version}", uri) == outcome.best_checkpoint
 
 
 def test_training_loss_goes_down(teacher):
@@ -207,7 +241,20 @@ def test_distillation_and_evaluation(teacher, prepared, home):
         "test_roc.png",
         "calibration.md",
         "reliability.png",
+        "gradcam",
     }
+    sheets = MlflowClient(job.tracking.tracking_uri).list_artifacts(
+        run.info.run_id, "evaluation/gradcam/c23"
+    )
+    assert {Path(a.path).name for a in sheets} == {
+        f"{name}.png" for name in ("real", "Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+    }
+    # What detection needs travels with the checkpoint: the level it reads, how crops were cut.
+    state = load_state(outcome.best_checkpoint)
+    assert state["mode"] == "student"
+    assert json.loads(state["preparation"])["crop_size"] == 64
+    found = resolve_model(None, job.tracking.tracking_uri, job.tracking.experiment)
+    assert found == outcome.best_checkpoint
     # Calibration fitted on validation, stored with the checkpoint, its effect logged.
     stored = load_calibration(outcome.best_checkpoint)
     assert set(stored) == {"c23", "c40"} and stored["c40"].temperature > 0
