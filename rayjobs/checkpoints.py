@@ -1,7 +1,9 @@
 """Training checkpoints: one ``state.pt`` file, loaded with ``weights_only=True``.
 
 It holds the model, the optimiser, the epoch, the per-epoch metric history, the best validation
-AUC so far and the job configuration (as JSON), so a checkpoint alone rebuilds its model. Beside
+AUC so far, the job configuration (as JSON) with the input normalisation it resolved to, and
+(from training) the mode and the shards' preparation settings, so a checkpoint alone rebuilds
+its model and cuts new inputs as its training data was cut (``rayjobs/detect.py``). Beside
 it, ``metrics.json`` holds the epoch's metrics, so the best checkpoint of a run can be found in
 its folder without loading any weights (a Tune trial stopped by its scheduler leaves only that).
 Checkpoints are read from any location the storage layer knows (a path, ``s3://...``).
@@ -29,6 +31,8 @@ METRICS_FILE = "metrics.json"
 def save_state(directory: Path, **state: Any) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists, dicts) to ``directory/state.pt``."""
     if isinstance(state.get("config"), JobConfig):
+        # The input normalisation as resolved now (timm's pretrained config may change later).
+        state.setdefault("input_normalisation", json.dumps(state["config"].model.normalisation()))
         state["config"] = json.dumps(to_dict(state["config"]))
     path = Path(directory) / STATE_FILE
     torch.save(state, path)
@@ -76,8 +80,13 @@ def load_model(directory: str | Path, device: torch.device | str = "cpu") -> SFF
 
 
 def model_from_state(state: dict[str, Any], device: torch.device | str = "cpu") -> SFFB:
-    """The SFFB of a state ``load_state`` returned, in eval mode."""
-    model = SFFB(replace(state["config"].model, pretrained_path=None))
+    """The SFFB of a state ``load_state`` returned, in eval mode, normalising its inputs as
+    recorded at training time (when the checkpoint records it)."""
+    config = replace(state["config"].model, pretrained_path=None)
+    if state.get("input_normalisation"):
+        mean, std = json.loads(state["input_normalisation"])
+        config = replace(config, input_mean=tuple(mean), input_std=tuple(std))
+    model = SFFB(config)
     model.load_state_dict(state["model"])
     return model.to(device).eval()
 

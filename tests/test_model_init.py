@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
-from rayjobs.checkpoints import check_teacher_init, initial_model, save_state
+from rayjobs.checkpoints import check_teacher_init, initial_model, load_model, save_state
 from rayjobs.config import load_job_config
 
 TINY = ["model.backbone=test_resnet", "model.image_size=64"]
@@ -73,3 +75,17 @@ def test_a_student_from_its_teacher_needs_the_teacher_even_without_distillation(
 def test_inconsistent_init_settings_are_refused(overrides, message):
     with pytest.raises(ValueError, match=message):
         job(*overrides)
+
+
+def test_checkpoints_record_the_input_normalisation_they_trained_with(teacher_checkpoint):
+    """Resolved from timm when saved and used as recorded when loaded, so a later change of
+    timm's pretrained config cannot silently shift a trained model's inputs."""
+    path = f"{teacher_checkpoint}/state.pt"
+    state = torch.load(path, weights_only=True)
+    resolved = [list(values) for values in job().model.normalisation()]
+    assert json.loads(state["input_normalisation"]) == resolved
+    recorded = [[0.1, 0.2, 0.3], [0.4, 0.5, 0.6]]
+    torch.save(state | {"input_normalisation": json.dumps(recorded)}, path)
+    model = load_model(teacher_checkpoint)
+    assert model.input_mean.flatten().tolist() == pytest.approx(recorded[0])
+    assert model.input_std.flatten().tolist() == pytest.approx(recorded[1])
