@@ -9,6 +9,10 @@ CSV and Markdown, with a ROC plot.
 Baselines (``--baseline teacher=RUNS/<teacher>/best``, repeatable) are scored on the same rows
 and levels and get their own rows: a distilled student is only worth having if it beats the
 teacher applied to compressed frames and SFFB trained alone on them.
+
+``--shards A B ...`` evaluates on the first and adds the cross-dataset AUC matrix over all;
+``--matrix --checkpoint C1 C2 ... --shards A B ...`` gives only the matrix, models x datasets
+(``rayjobs/cross_dataset.py``).
 """
 
 from __future__ import annotations
@@ -32,6 +36,14 @@ from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
 from rayjobs.cam_examples import log_cam_examples
 from rayjobs.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.config import DataConfig
+from rayjobs.cross_dataset import (
+    auc_matrix,
+    checkpoint_name,
+    dataset_name,
+    log_matrix,
+    matrix_markdown,
+    unique_names,
+)
 from rayjobs.data import check_methods, paired_dataset, shard_files
 from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
@@ -392,8 +404,19 @@ def parse_baselines(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="folder (path or URI) holding state.pt")
-    parser.add_argument("--shards", help="prepared shards, path or URI (default: embedded)")
+    parser.add_argument(
+        "--checkpoint", required=True, nargs="+",
+        help="folder (path or URI) holding state.pt; several with --matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shards", nargs="+",
+        help="prepared shards, paths or URIs (default: embedded); several add the "
+        "cross-dataset matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--matrix", action="store_true",
+        help="only the checkpoints x datasets AUC matrix (paper Table 2)",
+    )  # fmt: skip
     parser.add_argument("--levels", nargs="+", default=["c23", "c40"])
     parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
     parser.add_argument("--experiment", default="sffb")
@@ -402,15 +425,29 @@ def main(argv: list[str] | None = None) -> None:
         help="also score this checkpoint on the same rows, e.g. teacher=RUNS/<teacher>/best",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    shards = args.shards or embedded_prepare_config().output
+    if len(args.checkpoint) > 1 and not args.matrix:
+        parser.error("several --checkpoint values need --matrix")
+    shards = [storage.normalise(s) for s in args.shards or [embedded_prepare_config().output]]
+    checkpoints = [storage.normalise(c) for c in args.checkpoint]
     uri = tracking_uri()
-    name = f"evaluate-{storage.name(storage.parent(storage.normalise(args.checkpoint)))}"
-    params = {"checkpoint": str(args.checkpoint), "levels": ",".join(args.levels)}
+    if args.matrix:
+        name = "cross-dataset-" + "-".join(checkpoint_name(c) for c in checkpoints)[:200]
+    else:
+        name = f"evaluate-{checkpoint_name(checkpoints[0])}"
+    params = {"checkpoint": " ".join(checkpoints), "levels": ",".join(args.levels),
+              "shards": " ".join(shards)}  # fmt: skip
     run_id, _ = find_or_create_run(uri, args.experiment, name, params, {"sffb.mode": "evaluate"})
     try:
-        baselines = parse_baselines(args.baseline)
         levels, methods = tuple(args.levels), tuple(args.methods)
-        evaluate(args.checkpoint, shards, levels, methods, run_id, uri, baselines)
+        if not args.matrix:
+            baselines = parse_baselines(args.baseline)
+            evaluate(checkpoints[0], shards[0], levels, methods, run_id, uri, baselines)
+        if args.matrix or len(shards) > 1:
+            models = unique_names(checkpoints, checkpoint_name)
+            datasets = unique_names(shards, dataset_name)
+            cells = [cell for level in levels for cell in auc_matrix(models, datasets, level)]
+            print(matrix_markdown(cells))
+            log_matrix(uri, run_id, cells)
     except USER_ERRORS as error:
         MlflowClient(uri).set_terminated(run_id, "FAILED")
         raise SystemExit(f"error: {error}") from None

@@ -1,11 +1,11 @@
 """Every trained detector as an MLflow model: logged with its run, registered, servable.
 
-The model is a pyfunc around the best checkpoint: input, a batch of uint8 RGB face crops
-``(N, 3, S, S)`` at the model's input side (cut as its training crops were, see
-``rayjobs/detect.py``); output, P(fake) per crop (uncalibrated: calibration comes later, with
-evaluation). It is logged as the run's ``model`` artifact and registered as ``sffb-teacher`` or
-``sffb-student``, so ``mlflow models serve -m models:/sffb-student@champion`` answers scoring
-requests; a sweep gives its best trial's version the alias ``champion``.
+The model is a pyfunc (``rayjobs/mlflow_detector.py``) around the best checkpoint. Input: a
+batch of uint8 RGB face crops ``(N, 3, S, S)`` at the model's input side, cut as its training
+crops were (see ``rayjobs/detect.py``); output: P(fake) per crop, uncalibrated (calibration
+comes later, with evaluation). It is logged as the run's ``model`` artifact and registered as
+``sffb-teacher`` or ``sffb-student``, so ``mlflow models serve -m models:/sffb-student@champion``
+answers scoring requests; a sweep gives its best trial's version the alias ``champion``.
 """
 
 from __future__ import annotations
@@ -30,24 +30,7 @@ REGISTERED_NAMES = {"teacher": "sffb-teacher", "student": "sffb-student"}
 #: What the served model needs installed; the project's own code travels with it.
 REQUIREMENTS = ["torch", "torchvision", "timm", "numpy", "pyarrow", "mlflow", "pyyaml"]
 CODE = [Path(__file__).resolve().parents[1] / name for name in ("sffb", "rayjobs", "data_prep")]
-
-
-class SFFBDetector(mlflow.pyfunc.PythonModel):
-    """P(fake) of uint8 NCHW face crops, from the checkpoint logged with the model."""
-
-    def load_context(self, context) -> None:
-        from rayjobs.checkpoints import load_model
-        from rayjobs.scoring import model_device
-
-        self.device = model_device()
-        self.model = load_model(context.artifacts["checkpoint"], self.device)
-
-    def predict(self, context, model_input, params=None):  # untyped: the signature rules
-        from rayjobs.scoring import fake_scores
-
-        if isinstance(model_input, dict):  # a named tensor input arrives as {name: array}
-            (model_input,) = model_input.values()
-        return fake_scores(self.model, np.asarray(model_input, np.uint8), self.device)
+DETECTOR_CODE = Path(__file__).with_name("mlflow_detector.py")  # the pyfunc, SFFBDetector
 
 
 def signature(image_size: int) -> ModelSignature:
@@ -66,7 +49,7 @@ def log_detector(uri: str, run_id: str, checkpoint: str, image_size: int, mode: 
         saved = Path(directory) / MODEL_ARTIFACT
         mlflow.pyfunc.save_model(
             saved,
-            python_model=SFFBDetector(),
+            python_model=str(DETECTOR_CODE),  # models-from-code: no pickled object
             artifacts={"checkpoint": str(weights)},
             signature=signature(image_size),
             input_example=np.zeros((1, 3, image_size, image_size), np.uint8),

@@ -1,0 +1,51 @@
+"""The embedded default: where outputs go when no location is given, and the synthetic dataset.
+
+``SFFB_HOME`` (default ``./outputs``) holds everything a run without arguments makes: the
+synthetic FF++ dataset, its shards, and later checkpoints and the MLflow store. It may be a URI
+(``s3://bucket/sffb``): runs, checkpoints and shards then live there, while the synthetic videos
+(files that FFmpeg decodes) stay in a local cache and the MLflow store must be a tracking server.
+Local paths are made absolute, because Ray resolves relative ones inside a job's working
+directory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from data_prep import storage
+from data_prep.prepare import PrepareConfig, prepare
+from data_prep.synthetic import SyntheticConfig, generate
+
+
+def workdir() -> str:
+    """``$SFFB_HOME`` as an absolute path or a URI."""
+    return storage.normalise(os.environ.get("SFFB_HOME", "outputs"))
+
+
+def local_workdir() -> Path:
+    """``$SFFB_HOME`` when it is a local folder, else a per-user cache for local-only files."""
+    return storage.local_path(workdir()) or Path.home() / ".cache" / "sffb"
+
+
+def synthetic_root() -> Path:
+    return local_workdir() / "data" / "synthetic_ffpp"
+
+
+def embedded_prepare_config(**overrides) -> PrepareConfig:
+    """Synthetic FF++ at CPU-demo scale: 8 of its 32 frames per video, 96x96 crops."""
+    config = PrepareConfig(
+        dataset="ffpp",
+        root=str(synthetic_root()),
+        output=storage.join(workdir(), "shards", "synthetic_ffpp"),
+        frames_per_video=8,
+        crop_size=96,
+    )
+    return replace(config, **overrides)
+
+
+def ensure_embedded_shards(progress: bool = True, overwrite: bool = False, **overrides) -> dict:
+    """Generate the synthetic dataset and its shards if absent; return the manifest."""
+    generate(synthetic_root(), SyntheticConfig())
+    return prepare(embedded_prepare_config(**overrides), overwrite=overwrite, progress=progress)

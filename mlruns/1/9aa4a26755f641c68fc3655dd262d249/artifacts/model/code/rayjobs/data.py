@@ -1,0 +1,143 @@
+"""Ray Data input: paired shards -> decoded (teacher, student) batches.
+
+Shards are read lazily (only the needed columns, rows filtered at the Parquet reader) and
+decoded in ``map_batches`` on CPU workers, so nothing materialises the dataset and memory stays
+bounded as it grows. Images leave this stage as uint8 NCHW; augmentation (by default), scaling,
+normalisation and the DCT happen on the training worker's device.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pyarrow.parquet as pq
+import ray.data
+import torch
+from ray.data.expressions import col
+
+from data_prep import storage
+from data_prep.shards import complete_shards, png_column
+from rayjobs.augment import augment_together
+from rayjobs.config import AugmentConfig, DataConfig
+
+
+class DataError(ValueError):
+    """Shards that cannot feed the configured job (checked before any worker starts)."""
+
+
+def shard_files(shards: str, split: str) -> list[str]:
+    """The split's shard files (paths or URIs); ``DataError`` naming the folder if none."""
+    files = complete_shards(shards, split)
+    if not files:
+        where = storage.join(shards, split)
+        raise DataError(f"{where}: no shards (part-*.parquet) for split {split!r}")
+    return files
+
+
+def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> None:
+    """Fail early, naming the shard, when a level the job needs was not prepared."""
+    first = shard_files(shards, split)[0]
+    fs, path = storage.filesystem(first)
+    columns = set(pq.read_schema(path, filesystem=fs).names)
+    missing = [level for level in levels if png_column(level) not in columns]
+    if missing:
+        have = sorted(c.removeprefix("png_") for c in columns if c.startswith("png_"))
+        raise DataError(f"{first}: level {missing[0]!r} is not in the shards (they hold {have})")
+
+
+def check_methods(shards: str, split: str, methods: tuple[str, ...]) -> None:
+    """Fail early when a requested fake method has no rows in ``split`` (a typo, or a method
+    that was not prepared), naming the ones the shards do hold."""
+    if not methods:
+        return
+    manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))
+    rows = manifest.get("rows", {}).get(split, {})
+    have = sorted(m for m, by_label in rows.items() if by_label.get("1"))
+    missing = [m for m in methods if m not in have]
+    if missing:
+        raise DataError(
+            f"{storage.join(shards, 'manifest.json')}: no {split} fakes of method(s) "
+            f"{missing}; the shards hold {have}"
+        )
+
+
+def _row_filter(methods: tuple[str, ...]):
+    """Every real, plus the fakes of ``methods`` (pushed down to the Parquet reader)."""
+    return (col("label") == 0) | col("method").is_in(list(methods))
+
+
+def to_model_size(image: np.ndarray, size: int) -> np.ndarray:
+    """A square HWC crop at the model's input side (area filter): how training, evaluation and
+    detection all bring crops of another size to the model, so they see the same pixels."""
+    if image.shape[0] == size:
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
+    """PNG bytes -> uint8 (N, 3, size, size) RGB, resized when the shards hold another size.
+
+    Each image is written straight into the batch array, BGR -> RGB and HWC -> CHW in one copy.
+    """
+    out = np.empty((len(pngs), 3, size, size), np.uint8)
+    for i, png in enumerate(pngs):
+        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DataError("a shard holds a PNG that does not decode")
+        out[i] = to_model_size(image, size).transpose(2, 0, 1)[::-1]
+    return out
+
+
+class DecodePairs:
+    """``map_batches`` step: decode each level, NHWC -> NCHW, optionally augment identically.
+
+    The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
+    (``raw``, ``c23``, ...), beside ``label`` and ``video_key``. ``augment`` is given only when
+    augmentation runs here, on Ray Data's CPUs (``data.augment_on: cpu``).
+    """
+
+    def __init__(
+        self, levels: tuple[str, ...], size: int, augment: AugmentConfig | None, keys: bool
+    ) -> None:
+        self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
+        self.generator = torch.Generator()
+        self.generator.seed()  # fresh entropy in every Ray Data worker
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        images = [decode_pngs(batch[png_column(level)], self.size) for level in self.levels]
+        if self.augment is not None:
+            tensors = [torch.from_numpy(image) for image in images]
+            images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
+        out = {"label": batch["label"].astype(np.int64)}
+        if self.keys:  # strings: for scoring, not for iter_torch_batches
+            out["video_key"], out["method"] = batch["video_key"], batch["method"]
+        out.update(zip(self.levels, images, strict=True))
+        return out
+
+
+def paired_dataset(
+    config: DataConfig,
+    split: str,
+    levels: tuple[str, ...],
+    image_size: int,
+    augment: bool,
+) -> ray.data.Dataset:
+    """The split's rows with one decoded image per level (see ``DecodePairs``).
+
+    Training input (``augment=True``) is shuffled by file, and augmented here when
+    ``config.augment_on == "cpu"`` (else the training worker augments on its device);
+    evaluation input keeps the ``video_key`` column for video-level metrics.
+    """
+    shards = config.shards
+    check_levels(shards, split, levels)
+    columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
+    dataset = ray.data.read_parquet(
+        shard_files(shards, split), shuffle="files" if augment else None
+    ).select_columns(columns)  # projected down to the Parquet reader
+    if config.methods:
+        dataset = dataset.filter(expr=_row_filter(config.methods))
+    here = augment and config.augment_on == "cpu"
+    step = DecodePairs(levels, image_size, config.augment if here else None, keys=not augment)
+    return dataset.map_batches(step, batch_format="numpy", batch_size=64)

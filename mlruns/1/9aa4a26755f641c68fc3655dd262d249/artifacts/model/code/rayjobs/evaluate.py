@@ -1,0 +1,458 @@
+"""Evaluate a checkpoint on the test split: the paper's Table-1 layout, logged to MLflow.
+
+``python rayjobs/evaluate.py --checkpoint RUNS/<run>/best --levels c23 c40`` scores every test
+row at each level with Ray Data batch inference (a pool of model actors, GPUs when present),
+then computes, per manipulation method (its fakes against every real) and for all methods
+together, frame ACC/AUC, video ACC/AUC, EER and AP. The table is printed and logged to MLflow as
+CSV and Markdown, with a ROC plot.
+
+Baselines (``--baseline teacher=RUNS/<teacher>/best``, repeatable) are scored on the same rows
+and levels and get their own rows: a distilled student is only worth having if it beats the
+teacher applied to compressed frames and SFFB trained alone on them.
+
+``--shards A B ...`` evaluates on the first and adds the cross-dataset AUC matrix over all;
+``--matrix --checkpoint C1 C2 ... --shards A B ...`` gives only the matrix, models x datasets
+(``rayjobs/cross_dataset.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import ray
+import ray.data
+from mlflow.tracking import MlflowClient
+
+from data_prep import storage
+from data_prep.defaults import embedded_prepare_config
+from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
+from rayjobs.cam_examples import log_cam_examples
+from rayjobs.checkpoints import STATE_FILE, load_model, load_state
+from rayjobs.config import DataConfig
+from rayjobs.cross_dataset import (
+    auc_matrix,
+    checkpoint_name,
+    dataset_name,
+    log_matrix,
+    matrix_markdown,
+    unique_names,
+)
+from rayjobs.data import check_methods, paired_dataset, shard_files
+from rayjobs.launch import USER_ERRORS, ensure_ray
+from rayjobs.preflight import Needs, check_every_node
+from rayjobs.run_inputs import log_shard_inputs
+from rayjobs.scoring import fake_scores, model_device
+from rayjobs.tracking import find_or_create_run, tracking_uri
+from sffb.calibration import expected_calibration_error, reliability
+from sffb.metrics import INTERVAL_METRICS, DetectionReport, evaluate_detection, roc_curve
+
+ALL = "all"
+
+
+class Scorer:
+    """Ray Data actor: loads the checkpoint once, scores every level's images of a batch."""
+
+    def __init__(self, checkpoint: str, levels: tuple[str, ...]) -> None:
+        self.device = model_device()
+        self.model = load_model(checkpoint, self.device)
+        self.levels = levels
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {key: batch[key] for key in ("label", "video_key", "method")}
+        for level in self.levels:
+            out[f"score_{level}"] = fake_scores(self.model, batch[level], self.device)
+        return out
+
+
+#: Bootstrap resamples for the 95 % intervals of every table cell (sffb.metrics.video_bootstrap).
+BOOTSTRAP_RESAMPLES = 1000
+MODEL = "model"  # the label of the evaluated checkpoint's rows when no other is given
+
+
+@dataclass(frozen=True)
+class TableRow:
+    method: str
+    level: str
+    report: DetectionReport
+    model: str = MODEL  # the evaluated checkpoint, or a baseline's name ("teacher", ...)
+
+    def as_dict(self) -> dict:
+        flat = {"model": self.model, "method": self.method, "level": self.level}
+        return flat | self.report.as_dict()
+
+
+def score_test_split(
+    checkpoint: str,
+    shards: str,
+    levels: tuple[str, ...],
+    methods: tuple[str, ...] = (),
+    split: str = "test",
+) -> dict[str, np.ndarray]:
+    """Scores of every row of ``split`` at every level (columns ``score_<level>``).
+
+    ``checkpoint`` and ``shards`` are paths or URIs; every node must see both (checked first).
+    """
+    checkpoint, shards = storage.normalise(checkpoint), storage.normalise(shards)
+    image_size = load_state(checkpoint)["config"].model.image_size
+    ensure_ray()
+    check_methods(shards, split, methods)
+    readable = (shard_files(shards, split)[0], storage.join(checkpoint, STATE_FILE))
+    check_every_node(Needs(readable))
+    data = DataConfig(shards=shards, methods=methods)
+    dataset = paired_dataset(data, split, levels, image_size, augment=False)
+    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
+    scored = dataset.map_batches(
+        Scorer,
+        fn_constructor_args=(checkpoint, levels),
+        batch_size=64,
+        batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=1),
+        num_gpus=1 if use_gpu else 0,
+        num_cpus=0.5,
+    )
+    columns = ["label", "video_key", "method", *(f"score_{level}" for level in levels)]
+    rows = scored.select_columns(columns).to_pandas()
+    return {column: rows[column].to_numpy() for column in columns}
+
+
+def build_table(
+    scores: dict[str, np.ndarray],
+    levels: tuple[str, ...],
+    model: str = MODEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> list[TableRow]:
+    """Per fake method (its fakes + every real) and for all methods, at each level, with
+    bootstrap intervals over videos (``resamples`` of them; 0 = none)."""
+    labels, methods = scores["label"].astype(int), scores["method"].astype(str)
+    fake_methods = sorted(set(methods[labels == 1]))
+    table = []
+    for method in [*fake_methods, ALL]:
+        keep = (labels == 0) | (methods == method) if method != ALL else np.ones_like(labels, bool)
+        for level in levels:
+            report = evaluate_detection(
+                labels[keep],
+                scores[f"score_{level}"][keep],
+                scores["video_key"][keep],
+                resamples=resamples,
+            )
+            table.append(TableRow(method, level, report, model))
+    return table
+
+
+def with_interval(report: DetectionReport, name: str) -> str:
+    """``97.50 [93.1, 100.0]``: the value in percent and its bootstrap interval, if any."""
+    scope, metric = name.split("_")
+    value = f"{100 * getattr(getattr(report, scope), metric):.2f}"
+    interval = report.intervals.get(name)
+    return (
+        value
+        if interval is None
+        else f"{value} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    )
+
+
+def to_markdown(table: list[TableRow]) -> str:
+    """The full table (95 % bootstrap intervals over videos in brackets), then Table 1's layout."""
+    header = (
+        "| model | method | level | videos | frame ACC | frame AUC | video ACC | video AUC "
+        "| EER | AP |"
+    )
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in table:
+        f, v = row.report.frame, row.report.video
+        cells = " | ".join(with_interval(row.report, name) for name in INTERVAL_METRICS)
+        lines.append(
+            f"| {row.model} | {row.method} | {row.level} | {v.count} | {cells} | "
+            f"{100 * f.eer:.2f} | {100 * f.ap:.2f} |"
+        )
+    if any(row.report.intervals for row in table):
+        lines += ["", "[low, high]: 95 % bootstrap interval, resampling test videos."]
+    keys = list(dict.fromkeys((r.model, r.level) for r in table))
+    methods = list(dict.fromkeys(r.method for r in table))
+    acc = {(r.model, r.level, r.method): r.report.frame.acc for r in table}
+    lines += ["", "Frame ACC % (paper Table 1 layout):", ""]
+    lines.append("| model | level | " + " | ".join(methods) + " |")
+    lines.append("|---|---|" + "---:|" * len(methods))
+    for model, level in keys:
+        cells = " | ".join(f"{100 * acc[model, level, m]:.2f}" for m in methods)
+        lines.append(f"| {model} | {level} | {cells} |")
+    return "\n".join(lines)
+
+
+def to_csv(table: list[TableRow]) -> str:
+    rows = [row.as_dict() for row in table]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot_roc(scored: dict[str, dict[str, np.ndarray]], levels: tuple[str, ...], path: Path) -> None:
+    """One curve per model and level (all methods); baselines dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    for index, (model, scores) in enumerate(scored.items()):
+        labels = scores["label"].astype(int)
+        for level in levels:
+            fpr, tpr = roc_curve(labels, scores[f"score_{level}"].astype(float))
+            style = "-" if index == 0 else "--"
+            axis.plot(fpr, tpr, style, label=f"{model}, {level} (all methods)")
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title="Test ROC, frames")
+    axis.legend(loc="lower right")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def metric_prefix(row: TableRow, model: str) -> str:
+    """``test_c23_`` for the evaluated model, ``baseline_teacher_test_c23_`` for a baseline."""
+    own = f"test_{row.level}_"
+    return own if row.model == model else f"baseline_{row.model}_{own}"
+
+
+def log_table(uri: str, run_id: str, table: list[TableRow], scored, levels) -> None:
+    """Tables and ROC as artifacts ``evaluation/``; the all-methods rows as metrics."""
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "test_table.md").write_text(to_markdown(table) + "\n")
+        (folder / "test_table.csv").write_text(to_csv(table))
+        plot_roc(scored, levels, folder / "test_roc.png")
+        for name in ("test_table.md", "test_table.csv", "test_roc.png"):
+            client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    model = next(iter(scored))
+    for row in table:
+        if row.method == ALL:
+            for key, value in row.report.as_dict(metric_prefix(row, model)).items():
+                client.log_metric(run_id, key, value)
+
+
+def evaluate(
+    checkpoint: str,
+    shards: str,
+    levels: tuple[str, ...],
+    methods: tuple[str, ...] = (),
+    run_id: str | None = None,
+    uri: str = "",
+    baselines: Mapping[str, str] | None = None,
+    model: str = MODEL,
+) -> list[TableRow]:
+    """Score, tabulate, print and (when ``run_id`` is given) log to MLflow.
+
+    ``baselines`` (name -> checkpoint) are scored on the same rows and levels; their rows come
+    after the model's, and their metrics are logged as ``baseline_<name>_test_<level>_...``.
+    """
+    checkpoints = {model: checkpoint, **(baselines or {})}
+    if len(checkpoints) != 1 + len(baselines or {}):
+        raise ValueError(f"a baseline is named {model!r}, the evaluated model's name")
+    scored, calibration, fitted = {}, [], {}
+    for name, location in checkpoints.items():
+        scored[name] = score_test_split(location, shards, levels, methods)
+        validation = score_test_split(location, shards, levels, methods, split="val")
+        rows, fitted[name] = calibration_rows(name, validation, scored[name], levels)
+        calibration += rows
+    table = [row for name, scores in scored.items() for row in build_table(scores, levels, name)]
+    print(to_markdown(table))
+    print()
+    print(calibration_markdown(calibration))
+    save_calibration(checkpoint, fitted[model])  # detection and scoring read it from there
+    if run_id is not None:
+        log_table(tracking_uri(uri), run_id, table, scored, levels)
+        log_calibration(tracking_uri(uri), run_id, calibration, scored, fitted, levels, model)
+        log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
+        log_cam_examples(tracking_uri(uri), run_id, checkpoint, shards, levels[0], methods)
+    return table
+
+
+def log_calibration(uri, run_id, rows, scored, fitted, levels, model) -> None:
+    """The calibration table and reliability diagram as artifacts; the model's figures as
+    ``test_<level>_ece``-style metrics (baselines prefixed as in the main table)."""
+    client = MlflowClient(uri)
+    with tempfile.TemporaryDirectory() as directory:
+        folder = Path(directory)
+        (folder / "calibration.md").write_text(calibration_markdown(rows) + "\n")
+        plot_reliability(scored, fitted, levels, folder / "reliability.png")
+        for name in ("calibration.md", "reliability.png"):
+            client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    for row in rows:
+        prefix = (
+            f"test_{row.level}_"
+            if row.model == model
+            else f"baseline_{row.model}_test_{row.level}_"
+        )
+        values = {
+            "ece": row.ece,
+            "ece_calibrated": row.ece_calibrated,
+            "temperature": row.calibration.temperature,
+            "val_threshold": row.calibration.threshold,
+            "frame_acc_val_threshold": row.acc_at_threshold,
+        }
+        for key, value in values.items():
+            client.log_metric(run_id, prefix + key, value)
+
+
+@dataclass(frozen=True)
+class CalibrationRow:
+    """One model at one level: the temperature and threshold fitted on validation, and what
+    they do to the test scores (all frames of the evaluated methods)."""
+
+    model: str
+    level: str
+    calibration: LevelCalibration
+    ece: float  # test ECE of the raw P(fake)
+    ece_calibrated: float  # after dividing the logits by the temperature
+    acc_at_half: float  # test frame ACC at 0.5
+    acc_at_threshold: float  # test frame ACC at the validation threshold (calibrated scores)
+
+
+def calibration_rows(
+    model: str, val: dict[str, np.ndarray], test: dict[str, np.ndarray], levels: tuple[str, ...]
+) -> tuple[list[CalibrationRow], dict[str, LevelCalibration]]:
+    """Fit per level on validation, apply to test; the fitted values by level."""
+    rows, fitted = [], {}
+    for level in levels:
+        column = f"score_{level}"
+        fitted[level] = calibrate(val["label"].astype(int), val[column].astype(float))
+        labels, scores = test["label"].astype(int), test[column].astype(float)
+        calibrated = fitted[level].apply(scores)
+        rows.append(
+            CalibrationRow(
+                model,
+                level,
+                fitted[level],
+                ece=expected_calibration_error(labels, scores),
+                ece_calibrated=expected_calibration_error(labels, calibrated),
+                acc_at_half=float(np.mean((scores > 0.5) == labels)),
+                acc_at_threshold=float(np.mean((calibrated > fitted[level].threshold) == labels)),
+            )
+        )
+    return rows, fitted
+
+
+def calibration_markdown(rows: list[CalibrationRow]) -> str:
+    lines = [
+        "Calibration (temperature T and threshold fitted on validation; test frames):",
+        "",
+        "| model | level | T | ECE | ECE after T | frame ACC at 0.5 | threshold "
+        "| frame ACC at it |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        c = r.calibration
+        lines.append(
+            f"| {r.model} | {r.level} | {c.temperature:.3g} | {100 * r.ece:.2f} | "
+            f"{100 * r.ece_calibrated:.2f} | {100 * r.acc_at_half:.2f} | {c.threshold:.3f} | "
+            f"{100 * r.acc_at_threshold:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def plot_reliability(
+    test: dict[str, dict[str, np.ndarray]],
+    fitted: dict[str, dict[str, LevelCalibration]],
+    levels: tuple[str, ...],
+    path: Path,
+) -> None:
+    """Reliability diagram per model and level, before (dashed) and after temperature scaling."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.plot([0, 1], [0, 1], color="grey", linestyle=":")
+    for model, scores in test.items():
+        labels = scores["label"].astype(int)
+        for level in levels:
+            raw = scores[f"score_{level}"].astype(float)
+            for values, style, note in (
+                (raw, "--", "raw"),
+                (fitted[model][level].apply(raw), "-", "after T"),
+            ):
+                bins = reliability(labels, values)
+                filled = bins.counts > 0
+                axis.plot(bins.mean_score[filled], bins.fake_rate[filled], style, marker="o",
+                          label=f"{model}, {level}, {note}")  # fmt: skip
+    axis.set(xlabel="mean P(fake) in bin", ylabel="share of fakes", title="Reliability, test")
+    axis.legend(loc="upper left", fontsize=7)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+
+
+def parse_baselines(pairs: list[str]) -> dict[str, str]:
+    """``["teacher=RUNS/t/best", ...]`` -> ``{"teacher": "RUNS/t/best"}``."""
+    baselines = {}
+    for pair in pairs:
+        name, sep, location = pair.partition("=")
+        if not sep or not name or not location:
+            raise ValueError(f"--baseline {pair!r}: expected NAME=CHECKPOINT")
+        baselines[name] = location
+    return baselines
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--checkpoint", required=True, nargs="+",
+        help="folder (path or URI) holding state.pt; several with --matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shards", nargs="+",
+        help="prepared shards, paths or URIs (default: embedded); several add the "
+        "cross-dataset matrix",
+    )  # fmt: skip
+    parser.add_argument(
+        "--matrix", action="store_true",
+        help="only the checkpoints x datasets AUC matrix (paper Table 2)",
+    )  # fmt: skip
+    parser.add_argument("--levels", nargs="+", default=["c23", "c40"])
+    parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
+    parser.add_argument("--experiment", default="sffb")
+    parser.add_argument(
+        "--baseline", action="append", default=[], metavar="NAME=CHECKPOINT",
+        help="also score this checkpoint on the same rows, e.g. teacher=RUNS/<teacher>/best",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    if len(args.checkpoint) > 1 and not args.matrix:
+        parser.error("several --checkpoint values need --matrix")
+    shards = [storage.normalise(s) for s in args.shards or [embedded_prepare_config().output]]
+    checkpoints = [storage.normalise(c) for c in args.checkpoint]
+    uri = tracking_uri()
+    if args.matrix:
+        name = "cross-dataset-" + "-".join(checkpoint_name(c) for c in checkpoints)[:200]
+    else:
+        name = f"evaluate-{checkpoint_name(checkpoints[0])}"
+    params = {"checkpoint": " ".join(checkpoints), "levels": ",".join(args.levels),
+              "shards": " ".join(shards)}  # fmt: skip
+    run_id, _ = find_or_create_run(uri, args.experiment, name, params, {"sffb.mode": "evaluate"})
+    try:
+        levels, methods = tuple(args.levels), tuple(args.methods)
+        if not args.matrix:
+            baselines = parse_baselines(args.baseline)
+            evaluate(checkpoints[0], shards[0], levels, methods, run_id, uri, baselines)
+        if args.matrix or len(shards) > 1:
+            models = unique_names(checkpoints, checkpoint_name)
+            datasets = unique_names(shards, dataset_name)
+            cells = [cell for level in levels for cell in auc_matrix(models, datasets, level)]
+            print(matrix_markdown(cells))
+            log_matrix(uri, run_id, cells)
+    except USER_ERRORS as error:
+        MlflowClient(uri).set_terminated(run_id, "FAILED")
+        raise SystemExit(f"error: {error}") from None
+    MlflowClient(uri).set_terminated(run_id, "FINISHED")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""The per-worker training function of both jobs: teacher pretraining and student distillation.
+
+Each epoch: train on this worker's shard of the training split, score this worker's part of the
+validation split, gather every worker's scores so the metrics cover the whole split, checkpoint
+(rank 0) and report. Resumes from ``ray.train.get_checkpoint()`` after a failure or a relaunch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
+
+from rayjobs.checkpoints import initial_model, load_model, load_state, save_state
+from rayjobs.config import JobConfig, OptimConfig
+from rayjobs.configtree import from_dict
+from rayjobs.step import TrainingStep, autocast, prepare_input
+from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
+from sffb.losses import DistillationLoss
+from sffb.metrics import evaluate_detection
+from sffb.model import SFFB
+
+#: Metric that picks the best checkpoint (validation only, never test).
+SELECTION_METRIC = "val_frame_auc"
+
+
+def with_sync_batchnorm(
+    network: torch.nn.Module, job: JobConfig, world: int, device: torch.device
+) -> torch.nn.Module:
+    """BatchNorm layers as SyncBatchNorm for multi-GPU DDP (``scaling.sync_batchnorm``).
+
+    GPU only (PyTorch synchronises BatchNorm over NCCL); state-dict keys are unchanged, so the
+    checkpoints load into a plain SFFB.
+    """
+    if job.scaling.sync_batchnorm and world > 1 and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    return network
+
+
+def lr_schedule(optimiser: torch.optim.Optimizer, optim: OptimConfig) -> Scheduler:
+    """timm's ``optim.schedule`` after its linear warm-up; ``step(epoch)`` sets that epoch's lr."""
+    scheduler, _ = create_scheduler_v2(
+        optimiser, sched=optim.schedule, num_epochs=optim.epochs,
+        warmup_epochs=optim.warmup_epochs, warmup_lr=optim.warmup_lr, min_lr=optim.min_lr,
+    )  # fmt: skip
+    return scheduler
+
+
+@contextmanager
+def system_metrics(loop_config: dict, job: JobConfig, rank: int):
+    """MLflow's system-metrics monitor on rank 0 while training (``system/*`` metrics).
+
+    Resumes the run's step count, so a restarted worker or a relaunched run continues it.
+    """
+    tracking = loop_config.get("mlflow")
+    interval = job.tracking.system_metrics_interval_s
+    if rank != 0 or not tracking or interval <= 0:
+        yield
+        return
+    monitor = SystemMetricsMonitor(
+        tracking["run_id"], sampling_interval=interval, resume_logging=True,
+        tracking_uri=tracking["uri"],
+    )  # fmt: skip
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()
+
+
+def train_epoch(
+    step: TrainingStep, shard, job: JobConfig, per_worker: int, device: torch.device
+) -> tuple[dict[str, float], int, list[torch.Tensor]]:
+    """One pass over this worker's training shard: summed loss terms, steps, and the first
+    ``optim.precise_bn_batches`` model inputs (before augmentation) for BatchNorm statistics."""
+    sums: dict[str, float] = defaultdict(float)
+    steps = 0
+    calibration: list[torch.Tensor] = []
+    for batch in shard.iter_torch_batches(
+        batch_size=per_worker,
+        prefetch_batches=job.data.prefetch_batches,
+        local_shuffle_buffer_size=job.data.shuffle_buffer or None,
+        drop_last=True,
+        device=device,
+        dtypes=None,
+    ):
+        if len(calibration) < job.optim.precise_bn_batches:
+            calibration.append(batch[step.input_level])
+        for name, value in step(batch).items():
+            sums[name] += value
+        steps += 1
+    return sums, steps, calibration
+
+
+def _mean_across_workers(sums: dict[str, float], steps: int, device: torch.device) -> dict:
+    names = sorted(sums)
+    totals = torch.tensor([sums[n] for n in names] + [steps], dtype=torch.float64, device=device)
+    dist.all_reduce(totals)
+    count = max(1.0, float(totals[-1]))
+    return {f"train_{n}": float(v) / count for n, v in zip(names, totals[:-1], strict=True)}
+
+
+@torch.no_grad()
+def score_split(model: torch.nn.Module, shard, level: str, batch_size: int, device, job) -> dict:
+    """This worker's (labels, fake probabilities, video keys) on its part of a split."""
+    model.eval()
+    labels, scores, keys = [], [], []
+    for batch in shard.iter_batches(batch_size=batch_size, batch_format="numpy"):
+        images = torch.from_numpy(batch[level]).to(device, non_blocking=True)
+        with autocast(device, job):
+            logits = model(prepare_input(images, job)).logits
+        scores.append(SFFB.fake_probability(logits).cpu().numpy())
+        labels.append(batch["label"])
+        keys.extend(batch["video_key"])
+    empty = np.zeros(0)
+    return {
+        "labels": np.concatenate(labels) if labels else empty.astype(np.int64),
+        "scores": np.concatenate(scores) if scores else empty,
+        "keys": [str(k) for k in keys],
+    }
+
+
+def gather_scores(local: dict) -> dict:
+    """Every worker's scores, concatenated: metrics over the whole split, not shard averages."""
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(parts, local)
+    return {
+        "labels": np.concatenate([p["labels"] for p in parts]),
+        "scores": np.concatenate([p["scores"] for p in parts]),
+        "keys": [k for p in parts for k in p["keys"]],
+    }
+
+
+def epoch_summary(metrics: dict[str, Any], epochs: int) -> str:
+    shown = ("train_total", "train_hard", "val_frame_acc", "val_frame_auc", "val_video_auc")
+    values = "  ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
+    return f"epoch {metrics['epoch'] + 1}/{epochs}: {values}"
+
+
+def train_worker(loop_config: dict) -> None:
+    """Ray Train entry: ``loop_config`` = job (dict), mode, levels, teacher checkpoint."""
+    job = from_dict(JobConfig, loop_config["job"])
+    mode = loop_config["mode"]
+    distilling = mode == "student"
+    input_level = job.input_level(mode)
+    context = ray.train.get_context()
+    rank, world = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device()
+    node = ray.get_runtime_context().get_node_id()
+    print(f"worker {rank}/{world} on node {node[:12]}, device {device}", flush=True)
+    torch.manual_seed(job.seed)
+
+    initial = initial_model(job, mode, loop_config["teacher_checkpoint"])
+    network = with_sync_batchnorm(initial, job, world, device)
+    if job.scaling.channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    model = ray.train.torch.prepare_model(network)
+    optimiser = torch.optim.Adam(
+        model.parameters(),
+        lr=job.optim.lr,
+        weight_decay=job.optim.weight_decay,
+        fused=job.optim.fused and device.type == "cuda",
+    )
+    schedule = lr_schedule(optimiser, job.optim)
+    loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
+    loss_fn.to(device)
+    start_epoch, history, best_auc = 0, [], -math.inf
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            state = load_state(Path(directory))
+        network.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimizer"])
+        loss_fn.load_state_dict(state.get("loss", {}), strict=False)  # running magnitudes
+        start_epoch, history = state["epoch"] + 1, state["history"]
+        best_auc = state["best_auc"]
+
+    teacher = None
+    if job.uses_teacher(mode):
+        teacher = load_model(loop_config["teacher_checkpoint"], device).requires_grad_(False)
+        if job.scaling.channels_last:
+            teacher = teacher.to(memory_format=torch.channels_last)
+
+    levels = job.training_levels(mode)
+    on_device = job.data.augment_on == "device"
+    step = TrainingStep(
+        model, teacher, loss_fn, optimiser, job, input_level, levels, device,
+        generator=TrainingStep.seeded_generator(device, job.seed, rank) if on_device else None,
+    )  # fmt: skip
+    per_worker = job.data.batch_size // world
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    with system_metrics(loop_config, job, rank):  # system/* metrics in MLflow
+        for epoch in range(start_epoch, job.optim.epochs):
+            model.train()
+            loss_fn.start_epoch(epoch)  # KD warm-up
+            schedule.step(epoch)  # the epoch's learning rate, from the epoch alone: resumable
+            sums, steps, calibration = train_epoch(step, train_shard, job, per_worker, device)
+            count = common_batch_count(len(calibration), device)
+            recalibrate_batchnorm(network, calibration[:count])
+            metrics = _mean_across_workers(sums, steps, device)
+            metrics["lr"] = optimiser.param_groups[0]["lr"]
+            metrics["kd_weight"] = loss_fn.distillation_weight
+
+            local = score_split(network, val_shard, input_level, per_worker, device, job)
+            scores = gather_scores(local)
+            report = evaluate_detection(scores["labels"], scores["scores"], scores["keys"])
+            metrics.update(report.as_dict("val_"))
+            metrics["epoch"] = epoch
+            history = [*history, metrics]
+            best_auc = max(best_auc, metrics[SELECTION_METRIC])
+            if rank == 0:
+                # progress on the console
+                print(epoch_summary(metrics, job.optim.epochs), flush=True)
+
+            with tempfile.TemporaryDirectory() as directory:
+                checkpoint = None
+                if rank == 0:
+                    save_state(
+                        Path(directory),
+                        model=network.state_dict(),
+                        optimizer=optimiser.state_dict(),
+                        loss=loss_fn.state_dict(),
+                        epoch=epoch,
+                        history=history,
+                        best_auc=best_auc,
+                        config=job,
+                        mode=mode,  # which level the model reads (detection needs it)
+                        preparation=loop_config.get("preparation", ""),  # its crops' settings
+                    )
+                    checkpoint = ray.train.Checkpoint.from_directory(directory)
+                ray.train.report(
+                    {**metrics, "epochs_done": epoch + 1, "history": history},
+                    checkpoint=checkpoint,
+                    checkpoint_dir_name=f"epoch_{epoch:04d}",
+                )

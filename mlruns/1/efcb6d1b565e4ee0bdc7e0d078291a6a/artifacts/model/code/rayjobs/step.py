@@ -1,0 +1,67 @@
+"""One optimisation step of either job, shared by the Ray training loop and the benchmarks.
+
+Teacher forward (no grad, when distilling), student forward, loss, backward, optimiser step;
+before that, the pair is augmented on the worker's device when ``data.augment_on == "device"``.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from rayjobs.augment import augment_together
+from rayjobs.config import JobConfig
+from sffb.losses import DistillationLoss
+
+
+def autocast(device: torch.device, job: JobConfig):
+    """bf16 autocast on GPU when ``scaling.bf16``; nothing on CPU (no bf16 units there)."""
+    if device.type == "cuda" and job.scaling.bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def prepare_input(images: torch.Tensor, job: JobConfig) -> torch.Tensor:
+    if job.scaling.channels_last:
+        return images.contiguous(memory_format=torch.channels_last)
+    return images
+
+
+@dataclass
+class TrainingStep:
+    """Callable on a batch of uint8 NCHW tensors (one per level, plus ``label``) on ``device``."""
+
+    model: torch.nn.Module  # the student (or the teacher being pretrained), maybe DDP-wrapped
+    teacher: torch.nn.Module | None  # frozen; None when pretraining the teacher
+    loss_fn: DistillationLoss
+    optimiser: torch.optim.Optimizer
+    job: JobConfig
+    input_level: str  # the level the trained model sees
+    levels: tuple[str, ...]  # every level in the batch (augmented with one draw)
+    device: torch.device
+    generator: torch.Generator | None = None  # set: augment here, on the device
+
+    @classmethod
+    def seeded_generator(cls, device: torch.device, seed: int, rank: int) -> torch.Generator:
+        """A generator on ``device`` with a different stream per worker rank."""
+        return torch.Generator(device=device).manual_seed(seed * 1_000_003 + rank)
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        if self.generator is not None:
+            images = [batch[level] for level in self.levels]
+            augmented = augment_together(images, self.job.data.augment, self.generator)
+            batch = {**batch, **dict(zip(self.levels, augmented, strict=True))}
+        with autocast(self.device, self.job):
+            teacher_out = None
+            if self.teacher is not None:
+                with torch.no_grad():
+                    level = self.job.data.teacher_level
+                    teacher_out = self.teacher(prepare_input(batch[level], self.job))
+            student_out = self.model(prepare_input(batch[self.input_level], self.job))
+            terms = self.loss_fn(student_out, teacher_out, batch["label"])
+        self.optimiser.zero_grad(set_to_none=True)
+        terms.total.backward()
+        self.optimiser.step()
+        return terms.as_floats()

@@ -1,0 +1,220 @@
+"""Frame- and video-level detection metrics: ACC, AUC, EER, AP (label 1 = fake).
+
+Scores are fake probabilities. A video's score is the mean of its frames' scores, grouped by a
+key that must be unique across manipulation methods (FF++ has a ``000_003`` under every method:
+different videos), e.g. ``"Deepfakes/000_003"``. Plain NumPy, checked against scikit-learn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+import numpy as np
+
+#: A sample is called fake when its fake probability exceeds this (argmax of a 2-way softmax).
+DEFAULT_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class DetectionMetrics:
+    acc: float
+    auc: float
+    eer: float
+    ap: float
+    count: int  # frames or videos scored
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A two-sided confidence interval."""
+
+    low: float
+    high: float
+
+
+#: The metrics ``video_bootstrap`` gives intervals for.
+INTERVAL_METRICS = ("frame_acc", "frame_auc", "video_acc", "video_auc")
+
+
+@dataclass(frozen=True)
+class DetectionReport:
+    frame: DetectionMetrics
+    video: DetectionMetrics
+    # 95 % (by default) bootstrap intervals over videos, keyed by INTERVAL_METRICS; empty when
+    # not computed.
+    intervals: dict[str, Interval] = field(default_factory=dict)
+
+    def as_dict(self, prefix: str = "") -> dict[str, float]:
+        """Flat ``{prefix}frame_auc``-style keys, for logging."""
+        flat = {
+            f"{prefix}{level}_{item.name}": float(getattr(getattr(self, level), item.name))
+            for level in ("frame", "video")
+            for item in fields(DetectionMetrics)
+        }
+        for name, interval in self.intervals.items():
+            flat[f"{prefix}{name}_ci_low"] = interval.low
+            flat[f"{prefix}{name}_ci_high"] = interval.high
+        return flat
+
+
+def _validated(labels, scores) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and scores as flat int64 / float64 arrays, or a clear error."""
+    labels = np.asarray(labels, dtype=np.int64).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    _check(labels, scores)
+    return labels, scores
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> None:
+    if labels.size == 0:
+        raise ValueError("cannot score an empty set of samples")
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be equal 1-D")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError("labels must be 0 (real) or 1 (fake)")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores contain NaN or infinity")
+    present = set(np.unique(labels).tolist())
+    if present != {0, 1}:
+        only = "real" if present == {0} else "fake"
+        raise ValueError(f"AUC, EER and AP need both classes; all {labels.size} samples are {only}")
+
+
+def roc_curve(
+    labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) at every distinct score threshold, from (0, 0) to (1, 1).
+
+    ``weights`` count each sample that many times (a bootstrap resample's multiplicities).
+    """
+    order = np.argsort(-scores, kind="mergesort")
+    sorted_scores, sorted_labels = scores[order], labels[order]
+    sorted_weights = np.ones(labels.size) if weights is None else weights[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_labels.size - 1]
+    true_pos = np.cumsum(sorted_weights * sorted_labels)[last_of_tie]
+    false_pos = np.cumsum(sorted_weights * (1 - sorted_labels))[last_of_tie]
+    tpr = np.r_[0.0, true_pos / true_pos[-1]]
+    fpr = np.r_[0.0, false_pos / false_pos[-1]]
+    return fpr, tpr
+
+
+def auc_score(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Area under the ROC curve (trapezoidal, so ties count half)."""
+    fpr, tpr = roc_curve(labels, scores, weights)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+
+
+def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
+    """The rate where false-positive and false-negative rates meet on the ROC polyline."""
+    fpr, tpr = roc_curve(labels, scores)
+    gap = (1 - tpr) - fpr  # decreasing from 1 to -1 along the curve
+    i = int(np.argmax(gap <= 0))  # first point at or past the crossing; gap[0] = 1 > 0
+    t = gap[i - 1] / (gap[i - 1] - gap[i])
+    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Sum over thresholds of precision x recall increase (step-wise, as scikit-learn)."""
+    fpr, tpr = roc_curve(labels, scores)
+    positives = labels.sum()
+    true_pos, false_pos = tpr[1:] * positives, fpr[1:] * (labels.size - positives)
+    precision = true_pos / (true_pos + false_pos)
+    return float(np.sum(np.diff(tpr) * precision))
+
+
+def detection_metrics(
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> DetectionMetrics:
+    """ACC at ``threshold``, AUC, EER and AP of one set of scored samples."""
+    labels, scores = _validated(labels, scores)
+    return DetectionMetrics(
+        acc=float(np.mean((scores > threshold) == labels)),
+        auc=auc_score(labels, scores),
+        eer=equal_error_rate(labels, scores),
+        ap=average_precision(labels, scores),
+        count=int(labels.size),
+    )
+
+
+def video_scores(
+    labels: np.ndarray, scores: np.ndarray, video_keys: Sequence[str] | np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-video (label, mean frame score); frames of one video must agree on the label."""
+    keys = np.asarray(video_keys).astype(str)
+    if keys.shape != labels.shape:
+        raise ValueError(f"{keys.size} video keys for {labels.size} frames")
+    unique, inverse = np.unique(keys, return_inverse=True)
+    counts = np.bincount(inverse)
+    mean_scores = np.bincount(inverse, weights=scores) / counts
+    fake_frames = np.bincount(inverse, weights=labels)
+    mixed = (fake_frames != 0) & (fake_frames != counts)
+    if mixed.any():
+        raise ValueError(f"video {unique[mixed][0]!r} has frames labelled both real and fake")
+    return (fake_frames > 0).astype(np.int64), mean_scores
+
+
+def video_bootstrap(
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    video_keys: Sequence[str] | np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Interval]:
+    """Percentile bootstrap intervals of frame/video ACC and AUC, resampling *videos*.
+
+    Frames of one video are not independent samples (they share a face, a scene and an
+    encoder), so each resample draws whole videos with replacement, stratified by class (the
+    real and fake counts stay fixed, so every resample has both classes); a drawn video brings
+    all its frames. Deterministic in ``seed``.
+    """
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    labels, scores = _validated(labels, scores)
+    video_labels, video_means = video_scores(labels, scores, video_keys)
+    _, frame_video = np.unique(np.asarray(video_keys).astype(str), return_inverse=True)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(video_labels == c) for c in (0, 1)]
+    values: dict[str, list[float]] = {name: [] for name in INTERVAL_METRICS}
+    video_correct = ((video_means > threshold) == video_labels).astype(np.float64)
+    frame_correct = ((scores > threshold) == labels).astype(np.float64)
+    for _ in range(resamples):
+        drawn = np.concatenate([rng.choice(videos, videos.size) for videos in by_class])
+        video_weights = np.bincount(drawn, minlength=video_labels.size).astype(np.float64)
+        frame_weights = video_weights[frame_video]
+        values["video_auc"].append(auc_score(video_labels, video_means, video_weights))
+        values["video_acc"].append(np.average(video_correct, weights=video_weights))
+        values["frame_auc"].append(auc_score(labels, scores, frame_weights))
+        values["frame_acc"].append(np.average(frame_correct, weights=frame_weights))
+    tail = 100 * (1 - confidence) / 2
+    return {
+        name: Interval(*(float(v) for v in np.percentile(samples, [tail, 100 - tail])))
+        for name, samples in values.items()
+    }
+
+
+def evaluate_detection(
+    labels: Sequence[int] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    video_keys: Sequence[str] | np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    resamples: int = 0,
+) -> DetectionReport:
+    """Frame-level and video-level metrics of fake-probability ``scores``.
+
+    With ``resamples`` > 0, also 95 % bootstrap intervals over videos (``video_bootstrap``).
+    """
+    labels, scores = _validated(labels, scores)
+    video_labels, video_means = video_scores(labels, scores, video_keys)
+    intervals = {}
+    if resamples:
+        intervals = video_bootstrap(labels, scores, video_keys, threshold, resamples)
+    return DetectionReport(
+        frame=detection_metrics(labels, scores, threshold),
+        video=detection_metrics(video_labels, video_means, threshold),
+        intervals=intervals,
+    )

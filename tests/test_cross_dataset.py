@@ -1,0 +1,70 @@
+"""The cross-dataset matrix: two checkpoints x two prepared datasets, on a real local Ray
+cluster and a real MLflow store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from data_prep.prepare import prepare
+from rayjobs.checkpoints import save_state
+from rayjobs.config import load_job_config
+from rayjobs.evaluate import main, score_test_split
+from sffb.metrics import evaluate_detection
+from sffb.model import SFFB
+from tests.helpers import small_prepare_config
+
+pytestmark = pytest.mark.slow
+
+
+def _checkpoint(folder: Path, seed: int) -> str:
+    tiny = ["model.backbone=test_resnet", "model.image_size=64"]
+    job = load_job_config("cpu-demo", overrides=tiny)
+    folder.mkdir(parents=True)
+    torch.manual_seed(seed)
+    save_state(folder, model=SFFB(job.model).state_dict(), config=job, history=[], epoch=0)
+    return str(folder)
+
+
+def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
+    ray_session, prepared, synthetic_root, tmp_path, monkeypatch, capsys
+):
+    reference, _ = prepared
+    other = tmp_path / "deepfakes_only"  # a second dataset: one method, other frames
+    prepare(small_prepare_config(synthetic_root, other, methods=("Deepfakes",),
+                                 frames_per_video=4), progress=False)  # fmt: skip
+    first = _checkpoint(tmp_path / "run-a" / "best", 0)
+    second = _checkpoint(tmp_path / "run-b" / "best", 1)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    main(["--matrix", "--checkpoint", first, second, "--shards", str(reference), str(other),
+          "--levels", "c40", "--experiment", "cross"])  # fmt: skip
+
+    printed = capsys.readouterr().out
+    assert "| model | reference | deepfakes_only |" in printed
+    rows = [line for line in printed.splitlines() if line.startswith(("| run-a |", "| run-b |"))]
+    assert len(rows) == 4  # frame and video AUC tables, two models each
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("cross").experiment_id])[0]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "cross_dataset")} == {
+        "cross_dataset/matrix.md", "cross_dataset/heatmap_c40.png"}  # fmt: skip
+    # A cell is the model scored on that dataset's whole test split.
+    scores = score_test_split(second, str(other), ("c40",))
+    expected = evaluate_detection(scores["label"], scores["score_c40"], scores["video_key"])
+    logged = run.data.metrics["cross_run-b_deepfakes_only_c40_frame_auc"]
+    assert logged == pytest.approx(expected.frame.auc)
+    assert f"{100 * expected.frame.auc:.2f} [" in rows[1]
+
+
+def test_a_dataset_without_the_level_is_refused_naming_it(ray_session, prepared, tmp_path,
+                                                          monkeypatch):  # fmt: skip
+    reference, _ = prepared
+    checkpoint = _checkpoint(tmp_path / "run" / "best", 0)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with pytest.raises(SystemExit, match="level 'c51' is not in the shards"):
+        main(["--matrix", "--checkpoint", checkpoint, "--shards", str(reference),
+              "--levels", "c51"])  # fmt: skip
