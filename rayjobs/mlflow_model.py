@@ -66,7 +66,7 @@ def log_detector(uri: str, run_id: str, checkpoint: str, image_size: int, mode: 
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
-    return client.create_model_version(name, source, run_id=run_id).version
+    return str(client.create_model_version(name, source, run_id=run_id).version)
 
 
 def crown_champion(uri: str, run_id: str) -> str | None:
@@ -74,7 +74,7 @@ def crown_champion(uri: str, run_id: str) -> str | None:
     client = MlflowClient(uri)
     for version in client.search_model_versions(f"run_id = '{run_id}'"):
         client.set_registered_model_alias(version.name, CHAMPION, version.version)
-        return version.version
+        return str(version.version)
     return None
 
 

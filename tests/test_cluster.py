@@ -31,6 +31,7 @@ from mlflow.tracking import MlflowClient
 
 from rayjobs.config import load_job_config
 from rayjobs.run_names import default_run_name
+from rayjobs.trained_model import resolve_model
 from tests.helpers import TEST_FRAMES
 from tests.ray_nodes import LocalCluster, can_hide_folders
 from tests.servers import S3_KEYS, mlflow_server, s3_endpoint
@@ -303,7 +304,8 @@ def test_detect_scores_files_in_the_bucket_on_the_cluster(
     args += ["--output", f"s3://{BUCKET}/detections/scores.jsonl", "--cam", f"s3://{BUCKET}/cams"]
     result = run_job(cluster, args, logs, "detect-s3", MLFLOW_TRACKING_URI=tracking)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f"s3://{BUCKET}/runs/{STUDENT}/best" in result.stdout  # the default model
+    newest = resolve_model(None, tracking, EXPERIMENT)  # the default: the newest student
+    assert newest.startswith(f"s3://{BUCKET}/runs/") and f"model {newest} " in result.stdout
     body = client.get_object(Bucket=BUCKET, Key="detections/scores.jsonl")["Body"].read()
     records = {r["path"]: r for r in map(json.loads, body.decode().splitlines())}
     assert set(records) == {f"s3://{BUCKET}/uploads/a/clip.mp4", f"s3://{BUCKET}/uploads/junk.mp4"}

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from data_prep.prepare import prepare
-from rayjobs.checkpoints import save_state
+from rayjobs.checkpoints import load_model, save_state
 from rayjobs.config import load_job_config
-from rayjobs.evaluate import main, score_test_split
+from rayjobs.data import decode_pngs
+from rayjobs.evaluate import main
+from rayjobs.scoring import fake_scores
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
-from tests.helpers import small_prepare_config
 
 pytestmark = pytest.mark.slow
 
@@ -29,13 +31,20 @@ def _checkpoint(folder: Path, seed: int) -> str:
     return str(folder)
 
 
+def _subset(reference: Path, target: Path, method: str) -> Path:
+    """A second prepared dataset: the reference's test rows of the reals and one method."""
+    table = pq.read_table(reference / "test")
+    keep = pc.or_(pc.equal(table["label"], 0), pc.equal(table["method"], method))
+    (target / "test").mkdir(parents=True)
+    pq.write_table(table.filter(keep), target / "test" / "part-00000.parquet")
+    return target
+
+
 def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
-    ray_session, prepared, synthetic_root, tmp_path, monkeypatch, capsys
+    ray_session, prepared, tmp_path, monkeypatch, capsys
 ):
     reference, _ = prepared
-    other = tmp_path / "deepfakes_only"  # a second dataset: one method, other frames
-    prepare(small_prepare_config(synthetic_root, other, methods=("Deepfakes",),
-                                 frames_per_video=4), progress=False)  # fmt: skip
+    other = _subset(reference, tmp_path / "deepfakes_only", "Deepfakes")
     first = _checkpoint(tmp_path / "run-a" / "best", 0)
     second = _checkpoint(tmp_path / "run-b" / "best", 1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -46,18 +55,21 @@ def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
 
     printed = capsys.readouterr().out
     assert "| model | reference | deepfakes_only |" in printed
-    rows = [line for line in printed.splitlines() if line.startswith(("| run-a |", "| run-b |"))]
-    assert len(rows) == 4  # frame and video AUC tables, two models each
+    models = ("| run-a |", "| run-b |")
+    printed_rows = [line for line in printed.splitlines() if line.startswith(models)]
+    assert len(printed_rows) == 4  # frame and video AUC tables, two models each
     client = MlflowClient(uri)
     run = client.search_runs([client.get_experiment_by_name("cross").experiment_id])[0]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "cross_dataset")} == {
         "cross_dataset/matrix.md", "cross_dataset/heatmap_c40.png"}  # fmt: skip
-    # A cell is the model scored on that dataset's whole test split.
-    scores = score_test_split(second, str(other), ("c40",))
-    expected = evaluate_detection(scores["label"], scores["score_c40"], scores["video_key"])
+    # A cell is the model scored on that dataset's whole test split (scored here without Ray).
+    rows = pq.read_table(other / "test", columns=["label", "video_key", "png_c40"])
+    images = decode_pngs(rows["png_c40"].to_numpy(zero_copy_only=False), 64)
+    scores = fake_scores(load_model(second), images, torch.device("cpu"))
+    expected = evaluate_detection(rows["label"].to_numpy(), scores, rows["video_key"].to_numpy())
     logged = run.data.metrics["cross_run-b_deepfakes_only_c40_frame_auc"]
     assert logged == pytest.approx(expected.frame.auc)
-    assert f"{100 * expected.frame.auc:.2f} [" in rows[1]
+    assert f"{100 * expected.frame.auc:.2f} [" in printed_rows[1]
 
 
 def test_a_dataset_without_the_level_is_refused_naming_it(ray_session, prepared, tmp_path,
