@@ -72,6 +72,7 @@ def main() -> None:
     parser.add_argument("--crop-size", type=int, default=96)
     parser.add_argument("--backbone", default="legacy_xception")
     parser.add_argument("--image-size", type=int, default=96)
+    parser.add_argument("--clips-dir", help="keep the generated clips here (reused when present)")
     parser.add_argument("--json", help="write the figures here")
     args = parser.parse_args()
 
@@ -91,7 +92,8 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as directory:
         height = args.width * 9 // 16 // 2 * 2
-        paths = clips(Path(directory) / "clips", args.clips, args.clip_frames, args.width, height)
+        where = Path(args.clips_dir) if args.clips_dir else Path(directory) / "clips"
+        paths = clips(where, args.clips, args.clip_frames, args.width, height)
         bodies = [(p.name, p.read_bytes()) for p in paths]
         checkpoint = write_checkpoint(Path(directory) / "model", args.backbone, args.image_size,
                                       args.crop_size, args.frames)  # fmt: skip
