@@ -23,12 +23,14 @@ import os
 import platform
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from data_prep.media import CropSettings, file_faces
+from data_prep.prepare import PrepareConfig
 from data_prep.synthetic import SyntheticConfig, generate
 from rayjobs.scoring import fake_scores, model_device
 from sffb.model import SFFB, SFFBConfig
@@ -94,7 +96,7 @@ def write_checkpoint(folder: Path, backbone: str, size: int, crop: int, frames: 
 
     job = load_job_config("cpu-demo", overrides=[f"model.backbone={backbone}",
                                                  f"model.image_size={size}"])  # fmt: skip
-    preparation = {"detector": "haar", "margin": 1.3, "crop_size": crop, "frames_per_video": frames}
+    preparation = asdict(PrepareConfig(crop_size=crop, frames_per_video=frames))
     save_state(folder, model=SFFB(job.model).state_dict(), config=job, history=[], epoch=0,
                mode="student", preparation=json.dumps(preparation))  # fmt: skip
     return folder
@@ -120,7 +122,8 @@ def main() -> None:
         height = args.width * 9 // 16 // 2 * 2
         where = Path(args.clips_dir) if args.clips_dir else Path(directory) / "clips"
         paths = clips(where, args.clips, args.clip_frames, args.width, height)
-        settings = CropSettings(crop_size=args.crop_size, frames_per_video=args.frames)
+        preparation = asdict(PrepareConfig(crop_size=args.crop_size, frames_per_video=args.frames))
+        settings = CropSettings.from_preparation(preparation)
         figures["cpu_stage"] = cpu_stage(paths, settings)
         print(f"CPU stage: {figures['cpu_stage']['videos_per_s_per_core']:.2f} videos/s per core "
               f"({figures['cpu_stage']['frames_per_s_per_core']:.0f} frames/s), "

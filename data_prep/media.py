@@ -10,10 +10,11 @@ from __future__ import annotations
 import glob
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -95,13 +96,18 @@ def read_image(location: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CropSettings:
-    """How a detector's training crops were cut (data_prep's PrepareConfig keys of the same
-    names), and how many frames of a video to score."""
+    """How a detector's training crops were cut (the data_prep PrepareConfig keys of the same
+    names, which hold their defaults), and how many frames of a video to score."""
 
-    detector: str = "haar"
-    margin: float = 1.3
-    crop_size: int = 256
-    frames_per_video: int = 50
+    detector: str
+    margin: float
+    crop_size: int
+    frames_per_video: int
+
+    @classmethod
+    def from_preparation(cls, preparation: Mapping[str, Any]) -> CropSettings:
+        """From a PrepareConfig as a dict: a manifest's ``config`` or a checkpoint's record."""
+        return cls(**{f.name: preparation[f.name] for f in fields(cls)})
 
 
 _per_thread = threading.local()

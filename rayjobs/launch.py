@@ -32,7 +32,6 @@ from rayjobs.checkpoints import (
     best_stored_checkpoint,
     check_teacher_init,
     has_checkpoint,
-    load_state,
 )
 from rayjobs.config import JobConfig
 from rayjobs.configtree import flatten, to_dict
@@ -42,6 +41,7 @@ from rayjobs.preflight import Needs, PreflightError, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.run_names import check_resume, default_run_name, teacher_job
 from rayjobs.tracking import (
+    BEST_CHECKPOINT_TAG,
     EpochLogger,
     experiment_url,
     file_sha256,
@@ -255,10 +255,11 @@ def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -
     storage.publish_dir(source, target, last=STATE_FILE)
     client = MlflowClient(uri)
     # The best model as an MLflow model (the checkpoint inside), registered under its mode.
-    mode = client.get_run(run_id).data.tags.get("sffb.mode", "student")
-    image_size = load_state(target)["config"].model.image_size
+    run = client.get_run(run_id)
+    mode = run.data.tags.get("sffb.mode", "student")
+    image_size = int(run.data.params["model.image_size"])  # logged with the run's config
     version = log_detector(uri, run_id, target, image_size, mode)
-    set_tags(uri, run_id, {"sffb.best_checkpoint": target, "sffb.model_version": version})
+    set_tags(uri, run_id, {BEST_CHECKPOINT_TAG: target, "sffb.model_version": version})
     # The published checkpoint's own validation figures: a run's last epoch is not its best.
     chosen = json.loads(storage.read_text(storage.join(source, METRICS_FILE)))
     for key, value in chosen.items():

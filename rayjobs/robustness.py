@@ -136,9 +136,11 @@ class MultiScorer:
         return out
 
 
-def test_videos(shards: str, root: str, methods: tuple[str, ...] = ()) -> list[dict]:
-    """Each test video's raw file, label, sampled frame indices and crop boxes."""
-    manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))["config"]
+def test_videos(
+    shards: str, preparation: dict, root: str, methods: tuple[str, ...] = ()
+) -> list[dict]:
+    """Each test video's raw file (under ``root``, read as ``preparation`` read the dataset),
+    label, sampled frame indices and crop boxes."""
     columns = ["video_key", "method", "label", "frame_index", "box_left", "box_top", "box_side"]
     videos: dict[str, dict] = {}
     for location in shard_files(shards, "test"):
@@ -151,7 +153,8 @@ def test_videos(shards: str, root: str, methods: tuple[str, ...] = ()) -> list[d
             video = videos.setdefault(key, empty)
             video["indices"].append(row["frame_index"])
             video["boxes"].append((row["box_left"], row["box_top"], row["box_side"]))
-    records = read_dataset(manifest["dataset"], Path(root), ("raw",), seed=manifest["seed"]).records
+    dataset, seed = preparation["dataset"], preparation["seed"]
+    records = read_dataset(dataset, Path(root), ("raw",), seed=seed).records
     raw = {r.video_key: r.paths.get("raw") for r in records}
     missing = [key for key in videos if not raw.get(key)]
     if missing:
@@ -206,12 +209,13 @@ def plot_curves(result: dict[str, dict[str, dict]], path: Path) -> None:
 
 
 def robustness(
-    checkpoints: dict[str, str], shards: str, root: str, methods: tuple[str, ...] = ()
+    checkpoints: dict[str, str], shards: str, root: str = "", methods: tuple[str, ...] = ()
 ) -> dict[str, dict[str, dict]]:
-    """Score every checkpoint on every degradation of the test videos; the curves."""
+    """Score every checkpoint on every degradation of the test videos; the curves. ``root``:
+    the raw videos ("" = the folder the shards were prepared from)."""
     ensure_ray()
-    videos = test_videos(shards, root, methods)
     manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))["config"]
+    videos = test_videos(shards, manifest, root or manifest["root"], methods)
     rows = ray.data.from_items(videos, override_num_blocks=max(1, min(len(videos), 1000)))
     rows = rows.flat_map(degrade_video, fn_kwargs={"crop_size": manifest["crop_size"]})
     gpus = int(ray.cluster_resources().get("GPU", 0))
@@ -263,13 +267,11 @@ def main(argv: list[str] | None = None) -> None:
     uri = tracking_uri()
     try:
         checkpoints = parse_checkpoints(args.checkpoint)
-        manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))
-        root = args.root or manifest["config"]["root"]
         name = "robustness-" + "-".join(checkpoints)[:200]
-        params = {"checkpoints": json.dumps(checkpoints), "shards": shards, "root": root}
+        params = {"checkpoints": json.dumps(checkpoints), "shards": shards, "root": args.root or ""}
         run_id, _ = find_or_create_run(uri, args.experiment, name, params,
                                        {"sffb.mode": "robustness"})  # fmt: skip
-        result = robustness(checkpoints, shards, root, tuple(args.methods))
+        result = robustness(checkpoints, shards, args.root or "", tuple(args.methods))
     except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
     print(table_markdown(result))

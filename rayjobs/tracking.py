@@ -37,6 +37,10 @@ MODEL_TRAINING_KIND = "custom_model_development"
 MODEL_TRAINING_VIEW = "workflowType=machine_learning"
 
 
+#: The run tag naming a run's published best checkpoint (set by launch.publish_best).
+BEST_CHECKPOINT_TAG = "sffb.best_checkpoint"
+
+
 def tracking_uri(configured: str = "") -> str:
     """Configured URI, else ``$MLFLOW_TRACKING_URI``, else SQLite under ``$SFFB_HOME``.
 

@@ -10,7 +10,7 @@ the default MLflow experiment (what ``python rayjobs/distill.py`` leaves).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -22,9 +22,7 @@ from rayjobs.calibration import LevelCalibration, load_calibration
 from rayjobs.checkpoints import load_state
 from rayjobs.config import JobConfig, TrackingConfig
 from rayjobs.mlflow_model import run_of_registered
-from rayjobs.tracking import tracking_uri
-
-BEST_CHECKPOINT_TAG = "sffb.best_checkpoint"  # set on a run when its best checkpoint is published
+from rayjobs.tracking import BEST_CHECKPOINT_TAG, tracking_uri
 
 
 def checkpoint_of_run(run_id: str, uri: str) -> str:
@@ -91,11 +89,6 @@ class TrainedModel:
         return self.calibration.threshold if self.calibration else 0.5
 
 
-def _crop_settings(preparation: dict) -> CropSettings:
-    known = {f.name for f in fields(CropSettings)}
-    return CropSettings(**{k: v for k, v in preparation.items() if k in known})
-
-
 def training_preparation(checkpoint: str, state: dict) -> dict:
     """The checkpoint's recorded preparation settings; for checkpoints written before they were
     recorded, those in the manifest of the shards it trained on."""
@@ -115,7 +108,7 @@ def load_trained_model(checkpoint: str) -> TrainedModel:
     """Everything detection needs from a checkpoint folder (weights load on the CPU here)."""
     checkpoint = storage.normalise(checkpoint)
     state = load_state(checkpoint)
-    crops = _crop_settings(training_preparation(checkpoint, state))
+    crops = CropSettings.from_preparation(training_preparation(checkpoint, state))
     level = state["config"].input_level(state.get("mode", "student"))
     calibration = load_calibration(checkpoint).get(level)
     return TrainedModel(checkpoint, state, crops, level, calibration)

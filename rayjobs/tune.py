@@ -43,7 +43,13 @@ from rayjobs.launch import (
 )
 from rayjobs.mlflow_model import crown_champion
 from rayjobs.search_space import SearchSpace, load_space
-from rayjobs.tracking import entry_point, find_or_create_run, set_tags, tracking_uri
+from rayjobs.tracking import (
+    BEST_CHECKPOINT_TAG,
+    entry_point,
+    find_or_create_run,
+    set_tags,
+    tracking_uri,
+)
 
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "default.yaml"
 
@@ -227,7 +233,7 @@ def summarise(results, space: SearchSpace, settings: dict, epochs: int) -> dict[
             reason = f"failed: {type(result.error).__name__}"
         run = children[trial_id]
         set_tags(settings["uri"], run.info.run_id, {"sffb.stop_reason": reason})
-        if "sffb.best_checkpoint" not in run.data.tags:
+        if BEST_CHECKPOINT_TAG not in run.data.tags:
             finish_trial(run, reason, settings)
     best = results.get_best_result(space.tune.metric, space.tune.mode, scope="all")
     best_trial = (best.metrics or {}).get("trial_id", "")
