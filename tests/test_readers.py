@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.readers import read_dataset
-from data_prep.readers.splits import identity_groups, split_identities
+from data_prep.readers.splits import identity_groups, split_by_video_count, split_identities
 
 
 def touch(path: Path) -> None:
@@ -75,6 +75,18 @@ def test_identity_groups_follow_fake_links():
     assert assignment["a"] == assignment["b"]
 
 
+def test_split_by_video_count_fills_shares_in_videos():
+    # One prolific key (40 videos) and many small ones: identity shares would be far off.
+    keys = ["big"] * 40 + [f"k{i}" for i in range(60) for _ in range(2)]
+    assignment = split_by_video_count(keys, {"train": 0.75, "val": 0.25}, seed=3)
+    val_videos = sum(1 for k in keys if assignment[k] == "val")
+    assert abs(val_videos - 40) <= 40  # never more than one key's worth off
+    small_only = [f"k{i}" for i in range(60) for _ in range(2)]
+    small = split_by_video_count(small_only, {"train": 0.75, "val": 0.25}, seed=3)
+    assert sum(1 for k in small_only if small[k] == "val") == 30
+    assert split_by_video_count(keys, {"train": 0.75, "val": 0.25}, seed=3) == assignment
+
+
 def test_celebdf_test_list_labels_and_levels(tmp_path):
     for name in ("id0_0000", "id0_0001", "id1_0000", "id2_0000", "id3_0000", "id4_0000"):
         touch(tmp_path / "Celeb-real" / f"{name}.mp4")
@@ -96,6 +108,47 @@ def test_celebdf_test_list_labels_and_levels(tmp_path):
     rest = [r for r in found.records if r.split != "test"]
     assert {r.split for r in rest} <= {"train", "val"}
     assert by_key["celebdf/Celeb-synthesis/id0_id1_0000"].identities == ("id0", "id1")
+
+
+def _celebdf_like(root, celebrities=21, sources_per_target=8):
+    """Celeb-DF's shape: every celebrity swapped with many others (one connected graph)."""
+    for target in range(celebrities):
+        for n in range(4):
+            touch(root / "Celeb-real" / f"id{target}_{n:04d}.mp4")
+        for step in range(1, sources_per_target + 1):
+            source = (target + step) % celebrities
+            touch(root / "Celeb-synthesis" / f"id{target}_id{source}_{step:04d}.mp4")
+    for n in range(14):
+        touch(root / "YouTube-real" / f"{n:05d}.mp4")
+    (root / "List_of_testing_videos.txt").write_text(
+        "1 Celeb-real/id0_0000.mp4\n0 Celeb-synthesis/id1_id2_0001.mp4\n"
+    )
+
+
+def test_celebdf_splits_by_target_identity_with_both_classes_everywhere(tmp_path):
+    _celebdf_like(tmp_path)
+    found = read_dataset("celebdf", tmp_path, ["raw"], seed=0)
+    by_split = {s: [r for r in found.records if r.split == s] for s in ("train", "val", "test")}
+    for split in ("train", "val"):
+        assert {r.label for r in by_split[split]} == {0, 1}, split
+        assert {r.method for r in by_split[split]} == {
+            "Celeb-real",
+            "Celeb-synthesis",
+            "YouTube-real",
+        }, split
+    assert len(by_split["test"]) == 2
+    # No face (target or source) of a train video appears in a val video, and the reverse.
+    faces = {s: {i for r in by_split[s] for i in r.identities} for s in ("train", "val")}
+    assert not faces["train"] & faces["val"]
+    # Every dropped fake is recorded with its file and the reason, and nothing else is lost.
+    assert found.skipped and all("source face" in s.reason for s in found.skipped)
+    assert all(s.path.startswith(str(tmp_path)) and s.video_key for s in found.skipped)
+    total = sum(1 for _ in tmp_path.rglob("*.mp4"))
+    assert len(found.records) + len(found.skipped) == total
+    again = read_dataset("celebdf", tmp_path, ["raw"], seed=0)
+    assert [(r.video_key, r.split) for r in again.records] == [
+        (r.video_key, r.split) for r in found.records
+    ]
 
 
 def test_celebdf_bad_test_list_names_the_line(tmp_path):

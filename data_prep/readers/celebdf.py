@@ -2,7 +2,12 @@
 ``Celeb-synthesis/idX_idY_NNNN.mp4`` and ``List_of_testing_videos.txt``.
 
 The list's lines are ``<label> <folder>/<name>.mp4`` with Celeb-DF's own convention 1 = real,
-0 = fake; those videos are the test split. The rest is split train/val 6:1 by identity, seeded.
+0 = fake; those videos are the test split, as in every paper (they share celebrities with the
+rest by Celeb-DF's design). The rest is split train/val 6:1 in videos, seeded, by *target*
+identity (``idX`` of ``idX_idY_NNNN``, whose video the face is swapped into): Celeb-DF's swaps
+link every celebrity to many others, so splitting by connected identities would put everybody
+in one split. Celebrities and YouTube reals are split separately so that both splits hold
+both. A fake whose source face ``idY`` lies in the other split is dropped and recorded.
 Compressed copies live in ``ROOT/compressed/<level>/<folder>/<name>`` (``data_prep compress``).
 """
 
@@ -12,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from data_prep.readers.common import level_path, list_videos, refuse_split_files, require_root
-from data_prep.readers.splits import split_identities
+from data_prep.readers.splits import split_by_video_count
 from data_prep.records import FAKE, REAL, ReadResult, Skip, VideoRecord, canonical_level
 
 FOLDERS = {"Celeb-real": REAL, "YouTube-real": REAL, "Celeb-synthesis": FAKE}
@@ -61,12 +66,26 @@ def read_celebdf(
     if not videos:
         raise FileNotFoundError(f"{root}: no Celeb-DF videos in {', '.join(FOLDERS)}")
 
-    trainval = [_identities(f, rel.stem) for f, _, rel in videos if rel.as_posix() not in test]
-    assignment = split_identities(trainval, FRACTIONS, seed)
+    trainval = [(f, rel) for f, _, rel in videos if rel.as_posix() not in test]
+    assignment = {}
+    for youtube in (False, True):
+        targets = [
+            _identities(f, r.stem)[0] for f, r in trainval if (f == "YouTube-real") == youtube
+        ]
+        assignment.update(split_by_video_count(targets, FRACTIONS, seed))
     records = []
     for folder, label, relative in videos:
         ids = _identities(folder, relative.stem)
         split = "test" if relative.as_posix() in test else assignment[ids[0]]
+        record_key = f"celebdf/{folder}/{relative.stem}"
+        crossing = [i for i in ids[1:] if assignment.get(i, split) != split and split != "test"]
+        if crossing:
+            reason = (
+                f"source face {crossing[0]} is in {assignment[crossing[0]]}, target {ids[0]} in "
+                f"{split}: dropped so that no face appears in two splits"
+            )
+            skipped.append(Skip(str(root / relative), reason, record_key))
+            continue
         paths = {level: level_path(root, relative, level) for level in map(canonical_level, levels)}
         paths = {level: p for level, p in paths.items() if p.is_file()}
         records.append(VideoRecord("celebdf", folder, relative.stem, label, split, ids, paths))

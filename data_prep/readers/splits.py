@@ -1,8 +1,9 @@
-"""Seeded splits by source identity, so no person appears in two splits."""
+"""Seeded splits by identity, so no person appears in two splits."""
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 
@@ -49,4 +50,29 @@ def split_identities(
         for identity in group:
             assignment[identity] = names[current]
         filled += len(group)
+    return assignment
+
+
+def split_by_video_count(
+    keys: Sequence[str], fractions: dict[str, float], seed: int
+) -> dict[str, str]:
+    """key -> split, one key per video, filling the splits to their share of *videos*.
+
+    For datasets where one link graph joins everybody (Celeb-DF swaps every celebrity with
+    many others), groups cannot move whole; the caller splits by one identity per video (the
+    target) and drops what crosses. Keys move whole in a seeded shuffle of the sorted keys.
+    """
+    counts = Counter(keys)
+    order = sorted(counts)
+    random.Random(seed).shuffle(order)
+    names = list(fractions)
+    bounds = [
+        round(len(keys) * sum(fractions[n] for n in names[: i + 1])) for i in range(len(names))
+    ]
+    assignment, filled, current = {}, 0, 0
+    for key in order:
+        while current < len(names) - 1 and filled >= bounds[current]:
+            current += 1
+        assignment[key] = names[current]
+        filled += counts[key]
     return assignment
