@@ -40,6 +40,7 @@ DEFAULT_METRICS = (
     "val_frame_auc",
     "val_video_auc",
     "val_frame_acc",
+    "val_frame_balanced_acc",
     "val_frame_eer",
     "train_total",
     "epoch",

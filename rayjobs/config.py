@@ -10,6 +10,7 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rayjobs.balance import BALANCES
 from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
 from sffb.backbone import available_backbones
 from sffb.fusion import FUSIONS
@@ -54,6 +55,13 @@ class DataConfig:
     # Where training pairs are augmented: "device" (the training worker's GPU or CPU, leaving
     # Ray Data's CPUs to decoding; see BENCHMARKS.md) or "cpu" (inside Ray Data's workers).
     augment_on: str = "device"
+    # Class imbalance of the train split (rayjobs/balance.py): auto (loss weights past 1:2),
+    # none, loss_weights (balanced cross-entropy) or sampler (the smaller class repeated).
+    balance: str = "auto"
+    # The same seed gives the same batches (rayjobs/reproducible.py): files shuffled with the
+    # job's seed, rows kept in order through Ray Data and handed to workers by count, not by
+    # who asks first. false lets Ray Data hand out blocks as they finish (no wait on a slow one).
+    deterministic: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,6 +211,8 @@ class JobConfig:
             raise ValueError(
                 f"data.augment_on: expected device or cpu, got {self.data.augment_on!r}"
             )
+        if self.data.balance not in BALANCES:
+            raise ValueError(f"data.balance: unknown {self.data.balance!r}; one of {BALANCES}")
         if self.data.batch_size % self.scaling.num_workers:
             raise ValueError(
                 f"data.batch_size {self.data.batch_size} does not split over "

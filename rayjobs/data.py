@@ -15,11 +15,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray.data
 import torch
+from ray.data import FileShuffleConfig
 from ray.data.expressions import col
 
 from data_prep import storage
 from data_prep.shards import complete_shards, png_column
 from rayjobs.augment import augment_together
+from rayjobs.balance import RepeatClass
 from rayjobs.config import AugmentConfig, DataConfig
 
 
@@ -63,7 +65,7 @@ def check_methods(shards: str, split: str, methods: tuple[str, ...]) -> None:
         )
 
 
-def _row_filter(methods: tuple[str, ...]):
+def methods_filter(methods: tuple[str, ...]):
     """Every real, plus the fakes of ``methods`` (pushed down to the Parquet reader)."""
     return (col("label") == 0) | col("method").is_in(list(methods))
 
@@ -102,12 +104,17 @@ class DecodePairs:
         self, levels: tuple[str, ...], size: int, augment: AugmentConfig | None, keys: bool
     ) -> None:
         self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
-        self.generator = torch.Generator()
-        self.generator.seed()  # fresh entropy in every Ray Data worker
+        # Made in the Ray Data task, not here: a generator seeded on the driver would be
+        # pickled into every task with the same state, and every task would draw the same
+        # augmentations.
+        self.generator: torch.Generator | None = None
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images = [decode_pngs(batch[png_column(level)], self.size) for level in self.levels]
         if self.augment is not None:
+            if self.generator is None:
+                self.generator = torch.Generator()
+                self.generator.seed()  # fresh entropy in every task
             tensors = [torch.from_numpy(image) for image in images]
             images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
         out = {"label": batch["label"].astype(np.int64)}
@@ -123,21 +130,29 @@ def paired_dataset(
     levels: tuple[str, ...],
     image_size: int,
     augment: bool,
+    repeat: tuple[int, float] | None = None,
+    seed: int | None = None,
 ) -> ray.data.Dataset:
     """The split's rows with one decoded image per level (see ``DecodePairs``).
 
     Training input (``augment=True``) is shuffled by file, and augmented here when
     ``config.augment_on == "cpu"`` (else the training worker augments on its device);
-    evaluation input keeps the ``video_key`` column for video-level metrics.
+    evaluation input keeps the ``video_key`` column for video-level metrics. ``repeat``
+    (label, expected copies) oversamples a class before decoding (``data.balance: sampler``).
+    ``seed`` makes the training file order a function of the seed and the epoch (Ray Data
+    reseeds every execution), else it is drawn afresh.
     """
     shards = config.shards
     check_levels(shards, split, levels)
     columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
-    dataset = ray.data.read_parquet(
-        shard_files(shards, split), shuffle="files" if augment else None
-    ).select_columns(columns)  # projected down to the Parquet reader
+    shuffle = (FileShuffleConfig(seed=seed) if seed is not None else "files") if augment else None
+    dataset = ray.data.read_parquet(shard_files(shards, split), shuffle=shuffle).select_columns(
+        columns
+    )  # projected down to the Parquet reader
     if config.methods:
-        dataset = dataset.filter(expr=_row_filter(config.methods))
+        dataset = dataset.filter(expr=methods_filter(config.methods))
+    if repeat is not None:
+        dataset = dataset.map_batches(RepeatClass(*repeat), batch_format="numpy", batch_size=64)
     here = augment and config.augment_on == "cpu"
     step = DecodePairs(levels, image_size, config.augment if here else None, keys=not augment)
     return dataset.map_batches(step, batch_format="numpy", batch_size=64)

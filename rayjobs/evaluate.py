@@ -162,18 +162,21 @@ def to_markdown(table: list[TableRow]) -> str:
     """The full table (95 % bootstrap intervals over videos in brackets), then Table 1's layout."""
     header = (
         "| model | method | level | videos | frame ACC | frame AUC | video ACC | video AUC "
-        "| EER | AP |"
+        "| frame bal. ACC | EER | AP |"
     )
-    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table:
         f, v = row.report.frame, row.report.video
         cells = " | ".join(with_interval(row.report, name) for name in INTERVAL_METRICS)
         lines.append(
             f"| {row.model} | {row.method} | {row.level} | {v.count} | {cells} | "
-            f"{100 * f.eer:.2f} | {100 * f.ap:.2f} |"
+            f"{100 * f.balanced_acc:.2f} | {100 * f.eer:.2f} | {100 * f.ap:.2f} |"
         )
     if any(row.report.intervals for row in table):
         lines += ["", "[low, high]: 95 % bootstrap interval, resampling test videos."]
+    lines += [
+        "bal. ACC: the mean of the real and the fake recall (not inflated by the larger class)."
+    ]
     keys = list(dict.fromkeys((r.model, r.level) for r in table))
     methods = list(dict.fromkeys(r.method for r in table))
     acc = {(r.model, r.level, r.method): r.report.frame.acc for r in table}

@@ -26,6 +26,7 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
+from rayjobs.balance import resolve_balance, train_class_counts
 from rayjobs.checkpoints import (
     METRICS_FILE,
     STATE_FILE,
@@ -38,6 +39,7 @@ from rayjobs.configtree import flatten, to_dict
 from rayjobs.data import DataError, check_levels, check_methods, paired_dataset, shard_files
 from rayjobs.mlflow_model import log_detector
 from rayjobs.preflight import Needs, PreflightError, check_every_node
+from rayjobs.reproducible import ingest_options, restored_epoch
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.run_names import check_resume, default_run_name, teacher_job
 from rayjobs.tracking import (
@@ -58,9 +60,26 @@ MODES = ("teacher", "student")
 
 
 class SplitValidationConfig(ray.train.DataConfig):
-    """Split ``train`` equally (DDP needs equal steps) and ``val`` unequally (no row dropped)."""
+    """Split ``train`` equally (DDP needs equal steps) and ``val`` unequally (no row dropped).
+
+    ``deterministic``: the training rows keep their order and go to workers by count, not by
+    locality, and the file order of each epoch is the one an uninterrupted run would read
+    (``rayjobs/reproducible.py``): Ray Data reseeds the file shuffle per execution of the
+    dataset, so a run resumed at epoch k (a relaunch, or workers restarted after a failure)
+    starts counting executions at k, the epoch of the checkpoint Ray Train restores.
+    """
+
+    def __init__(self, deterministic: bool = False, run_dir: str = "") -> None:
+        super().__init__(
+            execution_options={"train": ingest_options(deterministic)},
+            enable_shard_locality=not deterministic,
+        )
+        self.deterministic, self.run_dir = deterministic, run_dir
 
     def configure(self, datasets, world_size, worker_handles, worker_node_ids, **kwargs):
+        if self.deterministic and self.run_dir and "train" in datasets:
+            # Ray Data has no public setter for the execution count its reseeding uses.
+            datasets["train"].context._execution_idx = restored_epoch(self.run_dir)
         training = {k: v for k, v in datasets.items() if k != "val"}
         output = super().configure(training, world_size, worker_handles, worker_node_ids, **kwargs)
         if "val" in datasets:
@@ -163,6 +182,9 @@ def run_training(
     job = resolve_data(job)
     teacher_checkpoint = storage.normalise(teacher_checkpoint) if teacher_checkpoint else None
     preflight(job, mode, teacher_checkpoint)
+    counts = train_class_counts(job.data.shards, job.data.methods)
+    balance = resolve_balance(job.data.balance, *counts)
+    print(balance.describe(), flush=True)
     ensure_ray()
     runs = storage_path(job)
     storage.makedirs(runs)
@@ -192,9 +214,20 @@ def run_training(
             effective.write_text(yaml.safe_dump(to_dict(job), sort_keys=False))
             client.log_artifact(run_id, str(effective))
 
+    rows = f"{balance.real} real, {balance.fake} fake"
+    set_tags(uri, run_id, {"sffb.balance": balance.method, "sffb.train_rows": rows})
     size = job.model.image_size
+    levels = job.training_levels(mode)
     datasets = {
-        "train": paired_dataset(job.data, "train", job.training_levels(mode), size, augment=True),
+        "train": paired_dataset(
+            job.data,
+            "train",
+            levels,
+            size,
+            augment=True,
+            repeat=balance.oversampling(),
+            seed=job.seed if job.data.deterministic else None,
+        ),
         "val": paired_dataset(job.data, "val", (job.input_level(mode),), size, augment=False),
     }
     use_gpu = _use_gpu(job)
@@ -208,6 +241,7 @@ def run_training(
                 teacher_checkpoint if job.needs_teacher_checkpoint(mode) else None
             ),
             "mlflow": {"uri": uri, "run_id": run_id},  # rank 0 logs system metrics there
+            "class_weights": balance.loss_weights(),  # data.balance: loss_weights
             # How the training crops were cut, kept in every checkpoint so that detection on
             # new files cuts them the same way (JSON of data_prep's PrepareConfig).
             "preparation": json.dumps(json.loads(storage.read_text(manifest))["config"]),
@@ -219,7 +253,7 @@ def run_training(
             placement_strategy=job.scaling.placement_strategy,
         ),
         datasets=datasets,
-        dataset_config=SplitValidationConfig(),
+        dataset_config=SplitValidationConfig(job.data.deterministic, storage.join(runs, run_name)),
         run_config=RunConfig(
             name=run_name,
             storage_path=runs,

@@ -13,6 +13,7 @@ import torch
 
 from rayjobs.augment import augment_together
 from rayjobs.config import JobConfig
+from rayjobs.reproducible import stream_seed
 from sffb.losses import DistillationLoss
 
 
@@ -44,9 +45,11 @@ class TrainingStep:
     generator: torch.Generator | None = None  # set: augment here, on the device
 
     @classmethod
-    def seeded_generator(cls, device: torch.device, seed: int, rank: int) -> torch.Generator:
-        """A generator on ``device`` with a different stream per worker rank."""
-        return torch.Generator(device=device).manual_seed(seed * 1_000_003 + rank)
+    def seeded_generator(
+        cls, device: torch.device, seed: int, rank: int, epoch: int = 0
+    ) -> torch.Generator:
+        """A generator on ``device`` with its own stream per worker rank and epoch."""
+        return torch.Generator(device=device).manual_seed(stream_seed(seed, epoch, rank))
 
     def __call__(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         if self.generator is not None:

@@ -26,6 +26,7 @@ from timm.scheduler.scheduler import Scheduler
 from rayjobs.checkpoints import initial_model, load_model, load_state, save_state
 from rayjobs.config import JobConfig, OptimConfig
 from rayjobs.configtree import from_dict
+from rayjobs.reproducible import stream_seed
 from rayjobs.step import TrainingStep, autocast, prepare_input
 from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
@@ -81,10 +82,16 @@ def system_metrics(loop_config: dict, job: JobConfig, rank: int):
 
 
 def train_epoch(
-    step: TrainingStep, shard, job: JobConfig, per_worker: int, device: torch.device
+    step: TrainingStep,
+    shard,
+    job: JobConfig,
+    per_worker: int,
+    device: torch.device,
+    shuffle_seed: int | None = None,
 ) -> tuple[dict[str, float], int, list[torch.Tensor]]:
     """One pass over this worker's training shard: summed loss terms, steps, and the first
-    ``optim.precise_bn_batches`` model inputs (before augmentation) for BatchNorm statistics."""
+    ``optim.precise_bn_batches`` model inputs (before augmentation) for BatchNorm statistics.
+    ``shuffle_seed`` seeds the local shuffle buffer (``data.deterministic``)."""
     sums: dict[str, float] = defaultdict(float)
     steps = 0
     calibration: list[torch.Tensor] = []
@@ -92,6 +99,7 @@ def train_epoch(
         batch_size=per_worker,
         prefetch_batches=job.data.prefetch_batches,
         local_shuffle_buffer_size=job.data.shuffle_buffer or None,
+        local_shuffle_seed=shuffle_seed if job.data.shuffle_buffer else None,
         drop_last=True,
         device=device,
         dtypes=None,
@@ -144,7 +152,8 @@ def gather_scores(local: dict) -> dict:
 
 
 def epoch_summary(metrics: dict[str, Any], epochs: int) -> str:
-    shown = ("train_total", "train_hard", "val_frame_acc", "val_frame_auc", "val_video_auc")
+    shown = ("train_total", "train_hard", "val_frame_acc", "val_frame_balanced_acc",
+             "val_frame_auc", "val_video_auc")  # fmt: skip
     values = "  ".join(f"{k}={metrics[k]:.4f}" for k in shown if k in metrics)
     return f"epoch {metrics['epoch'] + 1}/{epochs}: {values}"
 
@@ -174,7 +183,13 @@ def train_worker(loop_config: dict) -> None:
         fused=job.optim.fused and device.type == "cuda",
     )
     schedule = lr_schedule(optimiser, job.optim)
-    loss_fn = DistillationLoss(**vars(job.loss)) if distilling else DistillationLoss.hard_only()
+    weights = loop_config.get("class_weights")  # data.balance: loss_weights (rayjobs/balance.py)
+    weights = tuple(weights) if weights else None
+    loss_fn = (
+        DistillationLoss(**vars(job.loss), class_weights=weights)
+        if distilling
+        else DistillationLoss.hard_only(weights)
+    )
     loss_fn.to(device)
     start_epoch, history, best_auc = 0, [], -math.inf
     checkpoint = ray.train.get_checkpoint()
@@ -207,7 +222,14 @@ def train_worker(loop_config: dict) -> None:
             model.train()
             loss_fn.start_epoch(epoch)  # KD warm-up
             schedule.step(epoch)  # the epoch's learning rate, from the epoch alone: resumable
-            sums, steps, calibration = train_epoch(step, train_shard, job, per_worker, device)
+            # Every draw of the epoch from (seed, epoch, rank) alone: resumable, repeatable.
+            torch.manual_seed(stream_seed(job.seed, epoch, rank))
+            if on_device:
+                step.generator = TrainingStep.seeded_generator(device, job.seed, rank, epoch)
+            shuffle_seed = stream_seed(job.seed, epoch, rank) if job.data.deterministic else None
+            sums, steps, calibration = train_epoch(
+                step, train_shard, job, per_worker, device, shuffle_seed
+            )
             count = common_batch_count(len(calibration), device)
             recalibrate_batchnorm(network, calibration[:count])
             metrics = _mean_across_workers(sums, steps, device)

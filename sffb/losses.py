@@ -12,6 +12,8 @@ feature term no longer scales with the 728-channel maps' magnitude; ``balance="r
 divides each term by a running mean of its own (detached) value, so the lambdas weigh terms of
 magnitude ~1 instead of terms whose scales differ by orders of magnitude; and
 ``kd_warmup_epochs`` ramps the two distillation terms in linearly (hard loss alone in epoch 0).
+``class_weights`` (real, fake) weigh the hard cross-entropy per class (PyTorch's weighted mean),
+for a training split with one real per several fakes; they come from the data, not the config.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class DistillationLoss(nn.Module):
         balance: str = "none",
         balance_momentum: float = 0.99,
         kd_warmup_epochs: int = 0,
+        class_weights: tuple[float, float] | None = None,
     ) -> None:
         super().__init__()
         if balance not in BALANCES:
@@ -181,6 +184,10 @@ class DistillationLoss(nn.Module):
         self.map_distance = normalised_map_distance if feature_norm == "l2" else _mse
         self.magnitudes = RunningMagnitude(balance_momentum) if balance == "running" else None
         self.kd_warmup_epochs = kd_warmup_epochs
+        if class_weights is not None and (len(class_weights) != 2 or min(class_weights) <= 0):
+            raise ValueError(f"class_weights must be two positive numbers, got {class_weights}")
+        weights = None if class_weights is None else torch.tensor(class_weights)
+        self.register_buffer("class_weights", weights, persistent=False)
         self.distillation_weight = kd_warmup_factor(0, kd_warmup_epochs)
 
     def start_epoch(self, epoch: int) -> None:
@@ -193,9 +200,11 @@ class DistillationLoss(nn.Module):
         return self.magnitudes.normalise(name, term)
 
     @classmethod
-    def hard_only(cls) -> DistillationLoss:
+    def hard_only(cls, class_weights: tuple[float, float] | None = None) -> DistillationLoss:
         """Cross-entropy alone, for pretraining the teacher on raw frames."""
-        return cls(lambda1=0.0, lambda2=0.0, lambda3=1.0, knowledge="none")
+        return cls(
+            lambda1=0.0, lambda2=0.0, lambda3=1.0, knowledge="none", class_weights=class_weights
+        )
 
     @property
     def needs_teacher(self) -> bool:
@@ -204,7 +213,9 @@ class DistillationLoss(nn.Module):
     def forward(
         self, student: SFFBOutput, teacher: SFFBOutput | None, labels: torch.Tensor
     ) -> LossTerms:
-        hard = F.cross_entropy(_wide(student.logits), labels)
+        logits = _wide(student.logits)
+        weights = None if self.class_weights is None else self.class_weights.to(logits.dtype)
+        hard = F.cross_entropy(logits, labels, weight=weights)
         zero = hard.new_zeros(())
         if self.needs_teacher and teacher is None:
             raise ValueError(f"knowledge {self.knowledge!r} needs the teacher's output")

@@ -1,4 +1,4 @@
-"""Frame- and video-level detection metrics: ACC, AUC, EER, AP (label 1 = fake).
+"""Frame- and video-level detection metrics: ACC, balanced ACC, AUC, EER, AP (label 1 = fake).
 
 Scores are fake probabilities. A video's score is the mean of its frames' scores, grouped by a
 key that must be unique across manipulation methods (FF++ has a ``000_003`` under every method:
@@ -19,6 +19,9 @@ DEFAULT_THRESHOLD = 0.5
 @dataclass(frozen=True)
 class DetectionMetrics:
     acc: float
+    # The mean of the real and the fake recall: ACC that a majority class cannot inflate (with
+    # 1 real to 4 fakes, "always fake" scores ACC 0.80 but balanced ACC 0.50).
+    balanced_acc: float
     auc: float
     eer: float
     ap: float
@@ -128,10 +131,12 @@ def detection_metrics(
     scores: Sequence[float] | np.ndarray,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> DetectionMetrics:
-    """ACC at ``threshold``, AUC, EER and AP of one set of scored samples."""
+    """ACC and balanced ACC at ``threshold``, AUC, EER and AP of one set of scored samples."""
     labels, scores = _validated(labels, scores)
+    correct = (scores > threshold) == labels
     return DetectionMetrics(
-        acc=float(np.mean((scores > threshold) == labels)),
+        acc=float(np.mean(correct)),
+        balanced_acc=float((correct[labels == 0].mean() + correct[labels == 1].mean()) / 2),
         auc=auc_score(labels, scores),
         eer=equal_error_rate(labels, scores),
         ap=average_precision(labels, scores),

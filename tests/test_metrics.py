@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from scipy.interpolate import interp1d
 from scipy.optimize import brentq
-from sklearn.metrics import accuracy_score, average_precision_score, roc_auc_score, roc_curve
+from sklearn.metrics import (
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    roc_auc_score,
+    roc_curve,
+)
 
 from sffb.metrics import detection_metrics, evaluate_detection
 
@@ -23,6 +29,7 @@ def test_frame_metrics_equal_sklearn(seed):
     assert ours.auc == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert ours.ap == pytest.approx(average_precision_score(labels, scores), abs=1e-12)
     assert ours.acc == pytest.approx(accuracy_score(labels, scores > 0.5))
+    assert ours.balanced_acc == pytest.approx(balanced_accuracy_score(labels, scores > 0.5))
     assert ours.eer == pytest.approx(sklearn_eer(labels, scores), abs=1e-9)
     assert ours.count == 400
 
@@ -42,6 +49,17 @@ def test_perfect_and_inverted_scores():
     assert (perfect.acc, perfect.auc, perfect.eer, perfect.ap) == (1.0, 1.0, 0.0, 1.0)
     inverted = detection_metrics(labels, [0.9, 0.8, 0.2, 0.1])
     assert (inverted.acc, inverted.auc, inverted.eer) == (0.0, 0.0, 1.0)
+
+
+def test_balanced_accuracy_is_not_fooled_by_the_majority_class():
+    labels = np.array([0] * 20 + [1] * 80)  # 1 real : 4 fakes, as FF++ with four methods
+    always_fake = detection_metrics(labels, np.linspace(0.6, 0.9, 100))
+    assert always_fake.acc == pytest.approx(0.8)
+    assert always_fake.balanced_acc == pytest.approx(0.5)
+    scores = np.r_[np.full(10, 0.2), np.full(10, 0.7), np.full(80, 0.9)]  # half the reals right
+    assert detection_metrics(labels, scores).balanced_acc == pytest.approx(
+        balanced_accuracy_score(labels, scores > 0.5)
+    )
 
 
 def test_video_scores_are_frame_means_grouped_by_method_aware_key():

@@ -26,6 +26,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from rayjobs.balance import train_class_counts
 from rayjobs.calibration import load_calibration
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
@@ -33,6 +34,8 @@ from rayjobs.data import decode_pngs
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate
 from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
+from rayjobs.rerun import main as rerun_main
+from rayjobs.rerun import rerun
 from rayjobs.scoring import fake_scores
 from rayjobs.trained_model import resolve_model
 from sffb.model import SFFB
@@ -97,6 +100,10 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     assert run.info.status == "FINISHED" and run.info.run_id == outcome.mlflow_run_id
     assert run.data.params["loss.lambda2"] == "100.0" and run.data.params["mode"] == "teacher"
     assert len(run.data.tags["sffb.manifest_sha256"]) == 64
+    # One real per four fakes in the embedded data: data.balance auto weighs the loss.
+    real, fake = train_class_counts(str(job.data.shards), ())
+    assert fake >= 3 * real and run.data.tags["sffb.balance"] == "loss_weights"
+    assert run.data.tags["sffb.train_rows"] == f"{real} real, {fake} fake"
     # MLflow's own source tags, as its UI and API read them.
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
     assert run.data.tags["mlflow.source.git.commit"] == head.stdout.strip()
@@ -176,6 +183,41 @@ def test_training_loss_goes_down(teacher):
     )
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
     assert losses[-1] < losses[0]
+
+
+def _epoch_metrics(job, run_id: str) -> dict[str, list[float]]:
+    client = MlflowClient(job.tracking.tracking_uri)
+    names = ("train_total", "val_frame_auc", "val_frame_acc", "val_video_auc", "val_frame_eer")
+    return {
+        name: [
+            m.value for m in sorted(client.get_metric_history(run_id, name), key=lambda m: m.step)
+        ]
+        for name in names
+    }
+
+
+def test_rerun_repeats_a_finished_run_exactly_and_refuses_changed_data(teacher):
+    """data.deterministic (default): file order, split, shuffle buffer, augmentation and
+    initialisation all follow the seed, so the rerun repeats every epoch's metrics."""
+    job, outcome = teacher
+    uri = job.tracking.tracking_uri
+    recorded, again = rerun(uri, outcome.mlflow_run_id)
+    assert (recorded.name, again.run_name) == ("teacher", "teacher-rerun-1")
+    first = _epoch_metrics(job, outcome.mlflow_run_id)
+    assert _epoch_metrics(job, again.mlflow_run_id) == first
+    assert len(first["val_frame_auc"]) == 2
+    client = MlflowClient(uri)
+    assert client.get_run(again.mlflow_run_id).data.tags["sffb.rerun_of"] == outcome.mlflow_run_id
+    # Shards that changed since (here: the manifest hash the run recorded) are refused.
+    recorded_sha = client.get_run(outcome.mlflow_run_id).data.tags["sffb.manifest_sha256"]
+    client.set_tag(outcome.mlflow_run_id, "sffb.manifest_sha256", "0" * 64)
+    try:
+        with pytest.raises(SystemExit, match=r"shards: .*manifest.json has SHA-256 .* read 0{12}"):
+            rerun_main([outcome.mlflow_run_id, "--tracking-uri", uri])
+    finally:
+        client.set_tag(outcome.mlflow_run_id, "sffb.manifest_sha256", recorded_sha)
+    with pytest.raises(SystemExit, match="no run 'nope'"):
+        rerun_main(["nope", "--tracking-uri", uri])
 
 
 def test_distillation_and_evaluation(teacher, prepared, home):
@@ -276,7 +318,7 @@ def _direct_scores(checkpoint: str, split: Path, level: str) -> tuple[np.ndarray
     return rows["label"].to_numpy(), SFFB.fake_probability(logits).numpy()
 
 
-def test_relaunch_with_the_same_name_resumes(prepared, home, ray_session):
+def test_relaunch_with_the_same_name_resumes(teacher, prepared, home, ray_session):
     shards, _ = prepared
     first = run_training(tiny_job(shards, home, epochs=1, run_name="resumed"), "teacher")
     epoch0 = load_state(first.best_checkpoint)["history"][0]
@@ -287,6 +329,10 @@ def test_relaunch_with_the_same_name_resumes(prepared, home, ray_session):
     assert history[0] == epoch0  # epoch 0 was loaded, not trained again
     assert second.mlflow_run_id == first.mlflow_run_id
     assert epochs_logged(job, second.mlflow_run_id) == [0, 1]
+    # Stopped after epoch 0 and relaunched, it trained exactly what the uninterrupted teacher
+    # (same configuration and seed) did: file order, shuffles and draws follow (seed, epoch).
+    uninterrupted = _epoch_metrics(job, teacher[1].mlflow_run_id)
+    assert _epoch_metrics(job, second.mlflow_run_id) == uninterrupted
     # The same name with another configuration is not this run: refused before any worker.
     other = tiny_job(shards, home, epochs=2, run_name="resumed", overrides=["optim.lr=5e-4"])
     with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.0005"):
@@ -300,7 +346,7 @@ def _train_workers() -> list[psutil.Process]:
     ]  # fmt: skip
 
 
-def test_killed_worker_is_restarted_from_the_last_checkpoint(prepared, home, ray_session):
+def test_killed_worker_is_restarted_from_the_last_checkpoint(teacher, prepared, home, ray_session):
     shards, _ = prepared
     job = tiny_job(shards, home, epochs=2, run_name="killed")
     outcome: dict = {}
@@ -318,6 +364,10 @@ def test_killed_worker_is_restarted_from_the_last_checkpoint(prepared, home, ray
     state = load_state(Path(job.tracking.storage_path) / "killed" / "epoch_0001")
     assert [h["epoch"] for h in state["history"]] == [0, 1]
     assert epochs_logged(job, result.mlflow_run_id) == [0, 1]  # each epoch exactly once
+    # ... and the restarted workers trained epoch 1 as an uninterrupted run did.
+    assert _epoch_metrics(job, result.mlflow_run_id) == _epoch_metrics(
+        job, teacher[1].mlflow_run_id
+    )
     assert runs_by_name(job)["killed"].info.status == "FINISHED"
 
 
