@@ -1,0 +1,89 @@
+"""reproduce.py: Table 1's cells trained, evaluated and set beside the paper's numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from rayjobs.reproduce import (
+    ALONE,
+    KD,
+    TEACHER,
+    TEACHER_ON_COMPRESSED,
+    Cell,
+    main,
+    paper_table1,
+    reproduce,
+    table1_markdown,
+)
+from tests.test_training import EXPERIMENT, tiny_job
+
+
+def test_paper_numbers_are_spec_table1():
+    paper = paper_table1()
+    assert paper[ALONE]["c40"]["Deepfakes"] == 88.90
+    assert paper[KD]["c23"]["NeuralTextures"] == 96.84
+    assert paper[TEACHER]["raw"]["FaceSwap"] == 99.20
+    methods = {"Deepfakes", "FaceSwap", "Face2Face", "NeuralTextures"}
+    assert all(
+        set(by_method) == methods for levels in paper.values() for by_method in levels.values()
+    )
+
+
+def test_table_sets_each_cell_beside_the_paper_with_the_difference():
+    cells = [
+        Cell(KD, "c40", "Deepfakes", 90.0, 85.0, 94.5, 16, "r1"),
+        Cell(TEACHER_ON_COMPRESSED, "c40", "Deepfakes", 80.0, 70.0, 88.0, 16, "r2"),
+    ]
+    table = table1_markdown(cells, ("Deepfakes",), ("c40",))
+    assert "| SFFB + KD | c40 | Deepfakes | 16 | 92.00 | 90.00 [85.0, 94.5] | -2.00 |" in table
+    assert "| Xception | c40 | Deepfakes | — | 83.70 | — | — |" in table  # the paper's only
+    assert "| teacher, no retraining | c40 | Deepfakes | 16 | — | 80.00 [70.0, 88.0] | — |" in table
+    assert "| SFFB + KD | c40 | 90.00 / 92.00 |" in table
+
+
+def test_unbuilt_tables_and_missing_methods_are_refused(capsys):
+    with pytest.raises(SystemExit, match="only Table 1 is built"):
+        main(["--tables", "1", "3"])
+    with pytest.raises(SystemExit, match="no methods: give --methods"):
+        main(["--set", "data.methods=[]", "--set", "data.shards=/nonexistent"])
+
+
+def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
+    prepared, tmp_path, ray_session, capsys
+):
+    shards, _ = prepared
+    job = tiny_job(shards, tmp_path, epochs=1)
+    table = reproduce(job, ("Deepfakes",), ("c40",))
+    out = capsys.readouterr().out
+    assert "Table 1 (test split, frame ACC %)" in out and table in out
+    rows = [(ALONE, "c40"), (KD, "c40"), (TEACHER_ON_COMPRESSED, "c40"), (TEACHER, "raw")]
+    for model, level in rows:
+        row = f"| {model} | {level} | Deepfakes |"
+        line = next(line for line in table.splitlines() if line.startswith(row))
+        assert "—" not in line.split("|")[6], line  # this run's number is there
+    assert "| 88.90 |" in table  # the paper's SFFB alone, c40, Deepfakes
+
+    client = MlflowClient(job.tracking.tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    runs = client.search_runs([experiment.experiment_id])
+    parent = next(r for r in runs if r.info.run_name.startswith("reproduce-"))
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(r.data.tags["sffb.mode"] for r in children) == ["student", "student", "teacher"]
+    assert parent.info.status == "FINISHED"
+    kd = next(r for r in children if r.data.params.get("loss.knowledge") == "maps+logits")
+    assert parent.data.metrics["table1_sffb_kd_c40_Deepfakes_frame_acc"] == pytest.approx(
+        100 * kd.data.metrics["test_c40_frame_acc"]
+    )
+    table_file = Path(
+        client.download_artifacts(parent.info.run_id, "reproduce/table1.md", str(tmp_path))
+    )
+    assert table_file.read_text().strip() == table.strip()
+
+    # Relaunched: every cell is reused (no run trained again, no new run), the same table.
+    again = reproduce(job, ("Deepfakes",), ("c40",))
+    assert capsys.readouterr().out.count("reusing") == 3
+    assert len(client.search_runs([experiment.experiment_id])) == len(runs)
+    assert again == table
