@@ -1,15 +1,18 @@
 """The paper's Table 1 as one resumable command: per method, a raw teacher and, at each
-compression level, SFFB alone and SFFB + KD, all evaluated on test beside the paper's numbers.
+compression level, SFFB alone and SFFB + KD, all evaluated on test beside the paper's numbers;
+``--tables 3 4`` adds the fusion and knowledge ablations.
 
     python rayjobs/reproduce.py                          # small: the embedded default, cpu-demo
     python rayjobs/reproduce.py --preset paper --set data.shards=/data/shards/ffpp \
         --set model.pretrained_path=/weights/xception.pth --methods Deepfakes Face2Face \
-        FaceSwap NeuralTextures --levels c23 c40
+        FaceSwap NeuralTextures --levels c23 c40 --tables 1 3 4
 
 Every cell is an ordinary run under its default name (the teacher's shared by both levels of a
-method), so a relaunch reuses each finished cell and trains only what is missing; each cell is
-a child of one MLflow parent run (``reproduce-<hash>``) that holds the table
-(``reproduce/table1.md``) and one metric per cell. The cells run one after another.
+method and by every ablation row), so a relaunch reuses each finished cell and its logged
+evaluation and trains only what is missing; each cell is a child of one MLflow parent run
+(``reproduce-<hash>``) that holds the tables (``reproduce/table<N>.md``) and one metric per
+cell. The cells run one after another. The paper's numbers are data:
+``rayjobs/paper_results.yaml``.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from rayjobs.config import JobConfig, add_config_arguments, config_from_args
-from rayjobs.configtree import flatten, to_dict
+from rayjobs.configtree import flatten, from_dict, merge, parse_override, to_dict
 from rayjobs.evaluate import TableRow, evaluate
 from rayjobs.launch import (
     USER_ERRORS,
@@ -55,6 +58,36 @@ SLUGS = {TEACHER: "teacher", ALONE: "sffb_alone", KD: "sffb_kd",
 def paper_table1() -> dict[str, dict[str, dict[str, float]]]:
     """model -> level -> method -> frame ACC %, as the paper reports it."""
     return yaml.safe_load(PAPER_RESULTS.read_text())["table1"]
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One of the paper's ablation tables: a student trained per value of one key."""
+
+    number: int
+    title: str
+    method: str
+    level: str
+    student: str  # "alone" (SFFB alone) or "kd" (SFFB + KD)
+    key: str  # a configuration key, e.g. model.fusion
+    rows: dict[str, float | None]  # value -> the paper's frame ACC % (None: not restated)
+
+
+def paper_ablations() -> dict[int, Ablation]:
+    tables = yaml.safe_load(PAPER_RESULTS.read_text())["ablations"]
+    return {int(n): Ablation(number=int(n), **spec) for n, spec in tables.items()}
+
+
+def ablation_jobs(job: JobConfig, ablation: Ablation) -> dict[str, JobConfig]:
+    """value -> the student job of that row (method, level, the key set; no KD for ``alone``)."""
+    data = replace(job.data, methods=(ablation.method,), student_level=ablation.level)
+    base = to_dict(replace(job, data=data))
+    if ablation.student == "alone":
+        base = merge(base, {"loss": {"knowledge": "none"}})
+    return {
+        value: from_dict(JobConfig, merge(base, parse_override(f"{ablation.key}={value}")))
+        for value in ablation.rows
+    }
 
 
 @dataclass(frozen=True)
@@ -191,9 +224,47 @@ def table1_markdown(cells: list[Cell], methods: tuple[str, ...], levels: tuple[s
     return "\n".join(lines)
 
 
-def parent_run(job: JobConfig, methods, levels) -> str:
+def ablation_cells(job: JobConfig, ablation: Ablation) -> list[Cell]:
+    """Train (or reuse) and evaluate (or reuse) every row of an ablation table."""
+    uri = tracking_uri(job.tracking.tracking_uri)
+    jobs = ablation_jobs(job, ablation)
+    teacher = None
+    if ablation.student == "kd":  # one teacher for every row: its identity leaves out the loss
+        _, teacher = trained(next(iter(jobs.values())), "teacher")
+    cells = []
+    for value, row_job in jobs.items():
+        run_id, checkpoint = trained(row_job, "student", teacher)
+        prefix, level, method = f"test_{ablation.level}_", ablation.level, ablation.method
+        cell = logged_cell(uri, value, level, method, run_id, prefix)
+        if cell is None:
+            rows = evaluate(checkpoint, job.data.shards, (level,), (method,), run_id, uri)
+            cell = next(_cell(value, r, run_id) for r in rows if r.method == method)
+        cells.append(cell)
+    return cells
+
+
+def ablation_markdown(ablation: Ablation, cells: list[Cell]) -> str:
+    found = {c.model: c for c in cells}
+    lines = [
+        f"Table {ablation.number}: {ablation.title} (frame ACC %, rows: {ablation.key})",
+        "",
+        "| value | test videos | paper ACC | this run ACC [95 % CI] | difference |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for value, theirs in ablation.rows.items():
+        cell = found.get(value)
+        videos = str(cell.videos) if cell else "—"
+        shown = f"{theirs:.2f}" if theirs is not None else "—"
+        gap = f"{cell.acc - theirs:+.2f}" if cell and theirs is not None else "—"
+        lines.append(f"| {value} | {videos} | {shown} | {_ours(cell)} | {gap} |")
+    return "\n".join(lines)
+
+
+def parent_run(job: JobConfig, methods, levels, tables=(1,)) -> str:
     """The reproduction's MLflow parent run, one per configuration, methods and levels."""
     identity = {"job": run_identity(job, "student"), "methods": methods, "levels": levels}
+    if tuple(tables) != (1,):  # names of Table-1-only reproductions stay as they were
+        identity["tables"] = list(tables)
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     params = {**flatten(to_dict(job)), "reproduce.methods": methods, "reproduce.levels": levels}
     uri = tracking_uri(job.tracking.tracking_uri)
@@ -203,30 +274,45 @@ def parent_run(job: JobConfig, methods, levels) -> str:
     return run_id
 
 
-def log_reproduction(uri: str, parent: str, cells: list[Cell], table: str) -> None:
+def log_table(uri: str, parent: str, number: int, cells: list[Cell], table: str) -> None:
+    """Table ``number`` under the parent run: cells as children, one metric each, the table."""
     client = MlflowClient(uri)
     for cell in cells:
         set_tags(uri, cell.run_id, {"mlflow.parentRunId": parent})
-        key = f"table1_{SLUGS[cell.model]}_{cell.level}_{cell.method}_frame_acc"
+        row = SLUGS.get(cell.model, cell.model.replace("+", "_"))
+        key = f"table{number}_{row}_{cell.level}_{cell.method}_frame_acc"
         client.log_metric(parent, key, cell.acc)
     with tempfile.TemporaryDirectory() as directory:
-        path = Path(directory) / "table1.md"
+        path = Path(directory) / f"table{number}.md"
         path.write_text(table + "\n")
         client.log_artifact(parent, str(path), artifact_path="reproduce")
-    client.set_terminated(parent, "FINISHED")
 
 
-def reproduce(job: JobConfig, methods: tuple[str, ...], levels: tuple[str, ...]) -> str:
-    """Every cell trained or reused, evaluated, tabulated, printed and logged; the table."""
+def reproduce(
+    job: JobConfig, methods: tuple[str, ...], levels: tuple[str, ...], tables=(1,)
+) -> str:
+    """Every cell of ``tables`` trained or reused, evaluated, tabulated, printed and logged;
+    returns the tables' Markdown."""
     job = resolve_data(replace(job, tracking=replace(job.tracking, run_name="")))
     uri = tracking_uri(job.tracking.tracking_uri)
-    parent = parent_run(job, methods, levels)
-    cells = [cell for method in methods for cell in method_cells(job, method, levels)]
-    table = table1_markdown(cells, methods, levels)
-    print("\nTable 1 (test split, frame ACC %):\n")
-    print(table)
-    log_reproduction(uri, parent, cells, table)
-    return table
+    parent = parent_run(job, methods, levels, tables)
+    printed = []
+    if 1 in tables:
+        cells = [cell for method in methods for cell in method_cells(job, method, levels)]
+        table = table1_markdown(cells, methods, levels)
+        print("\nTable 1 (test split, frame ACC %):\n")
+        print(table)
+        log_table(uri, parent, 1, cells, table)
+        printed.append(table)
+    ablations = paper_ablations()
+    for number in (n for n in tables if n != 1):
+        cells = ablation_cells(job, ablations[number])
+        table = ablation_markdown(ablations[number], cells)
+        print(f"\n{table}")
+        log_table(uri, parent, number, cells, table)
+        printed.append(table)
+    MlflowClient(uri).set_terminated(parent, "FINISHED")
+    return "\n\n".join(printed)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -239,17 +325,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", nargs="+", default=["c23", "c40"], help="student levels")
     parser.add_argument(
         "--tables", nargs="+", type=int, default=[1],
-        help="paper tables to reproduce; 1 is built (3-5, the ablations, are not yet)",
+        help="paper tables: 1 (methods x levels), 3 (fusion ablation), 4 (knowledge ablation)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        if set(args.tables) != {1}:
-            raise ValueError(f"--tables {args.tables}: only Table 1 is built so far")
+        built = {1, *paper_ablations()}
+        if not set(args.tables) <= built:
+            raise ValueError(
+                f"--tables {args.tables}: the built ones are {sorted(built)} (Table 5's "
+                "numbers are not restated in SPEC)"
+            )
         job = config_from_args(args)
         methods = tuple(args.methods or job.data.methods)
-        if not methods:
+        if 1 in args.tables and not methods:
             raise ValueError("no methods: give --methods (Table 1 has one column per method)")
-        reproduce(job, methods, tuple(args.levels))
+        reproduce(job, methods, tuple(args.levels), tuple(dict.fromkeys(args.tables)))
     except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None
 

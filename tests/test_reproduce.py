@@ -7,13 +7,17 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from rayjobs.config import load_job_config
 from rayjobs.reproduce import (
     ALONE,
     KD,
     TEACHER,
     TEACHER_ON_COMPRESSED,
     Cell,
+    ablation_jobs,
+    ablation_markdown,
     main,
+    paper_ablations,
     paper_table1,
     reproduce,
     table1_markdown,
@@ -44,9 +48,32 @@ def test_table_sets_each_cell_beside_the_paper_with_the_difference():
     assert "| SFFB + KD | c40 | 90.00 / 92.00 |" in table
 
 
+def test_ablations_train_one_student_per_value_of_their_key():
+    ablations = paper_ablations()
+    fusion, knowledge = ablations[3], ablations[4]
+    assert fusion.rows == {"sum": 83.00, "concat": 81.65, "chunked": 71.74, "sk": 83.45}
+    job = load_job_config("cpu-demo", overrides=["data.methods=[Deepfakes]", "optim.lr=1e-3"])
+    jobs = ablation_jobs(job, fusion)
+    assert {v: j.model.fusion for v, j in jobs.items()} == {v: v for v in fusion.rows}
+    for row in jobs.values():  # SFFB alone on Face2Face c40, everything else as given
+        assert (row.loss.knowledge, row.data.methods, row.data.student_level) == (
+            "none",
+            ("Face2Face",),
+            "c40",
+        )
+        assert row.optim.lr == 1e-3
+    kd = ablation_jobs(job, knowledge)
+    assert {v: j.loss.knowledge for v, j in kd.items()} == {v: v for v in knowledge.rows}
+    table = ablation_markdown(
+        knowledge, [Cell("fused_map", "c40", "Face2Face", 80, 70, 90, 16, "r")]
+    )
+    assert "| fused_map | 16 | — | 80.00 [70.0, 90.0] | — |" in table
+    assert "| maps+logits | — | 85.63 | — | — |" in table
+
+
 def test_unbuilt_tables_and_missing_methods_are_refused(capsys):
-    with pytest.raises(SystemExit, match="only Table 1 is built"):
-        main(["--tables", "1", "3"])
+    with pytest.raises(SystemExit, match=r"the built ones are \[1, 3, 4\]"):
+        main(["--tables", "1", "5"])
     with pytest.raises(SystemExit, match="no methods: give --methods"):
         main(["--set", "data.methods=[]", "--set", "data.shards=/nonexistent"])
 
