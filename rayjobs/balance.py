@@ -1,8 +1,8 @@
 """Class balance of the training split (``data.balance``): what corrects 1 real : N fakes.
 
 Training on several FF++ methods gives one real per N fakes, and an unweighted loss first learns
-"always fake" (validation ACC sits at the fake share). Two corrections, chosen from the train
-split's row counts in the shards' manifest before any worker starts:
+"always fake" (validation ACC sits at the fake share). Two corrections, and when to apply them,
+chosen from the train split's row counts in the shards' manifest before any worker starts:
 
 - ``loss_weights``: the hard cross-entropy weighs each class by ``rows / (2 * class rows)``, so
   both classes carry half the loss (scikit-learn's "balanced" class weights);
@@ -15,12 +15,9 @@ The paper trains one manipulation method at a time (1:1), where ``auto`` changes
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
-
-from data_prep import storage
 
 BALANCES = ("auto", "none", "loss_weights", "sampler")
 #: ``auto`` corrects a training split whose larger class outnumbers the smaller by more than this.
@@ -73,10 +70,9 @@ def resolve_balance(choice: str, real: int, fake: int) -> ClassBalance:
     return ClassBalance(choice, real, fake)
 
 
-def train_class_counts(shards: str, methods: tuple[str, ...]) -> tuple[int, int]:
+def train_class_counts(manifest: dict, methods: tuple[str, ...]) -> tuple[int, int]:
     """(real, fake) rows of the train split the job reads: every real, the fakes of
-    ``methods`` (all when empty), from the manifest's per-method row counts."""
-    manifest = json.loads(storage.read_text(storage.join(shards, "manifest.json")))
+    ``methods`` (all when empty), from the shards' manifest (its per-method row counts)."""
     rows = manifest.get("rows", {}).get("train", {})
     real = sum(int(by_label.get("0", 0)) for by_label in rows.values())
     fake = sum(

@@ -182,8 +182,9 @@ def run_training(
     job = resolve_data(job)
     teacher_checkpoint = storage.normalise(teacher_checkpoint) if teacher_checkpoint else None
     preflight(job, mode, teacher_checkpoint)
-    counts = train_class_counts(job.data.shards, job.data.methods)
-    balance = resolve_balance(job.data.balance, *counts)
+    manifest = storage.join(job.data.shards, "manifest.json")
+    prepared = json.loads(storage.read_text(manifest))  # read once: class counts, crop settings
+    balance = resolve_balance(job.data.balance, *train_class_counts(prepared, job.data.methods))
     print(balance.describe(), flush=True)
     ensure_ray()
     runs = storage_path(job)
@@ -195,7 +196,6 @@ def run_training(
     existing = find_run(uri, job.tracking.experiment, run_name)
     logged = MlflowClient(uri).get_run(existing).data.params if existing else None
     check_resume(job, mode, run_name, logged)
-    manifest = storage.join(job.data.shards, "manifest.json")
     tags = {
         "sffb.mode": mode,
         "sffb.manifest_sha256": file_sha256(manifest),
@@ -244,7 +244,7 @@ def run_training(
             "class_weights": balance.loss_weights(),  # data.balance: loss_weights
             # How the training crops were cut, kept in every checkpoint so that detection on
             # new files cuts them the same way (JSON of data_prep's PrepareConfig).
-            "preparation": json.dumps(json.loads(storage.read_text(manifest))["config"]),
+            "preparation": json.dumps(prepared["config"]),
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers,

@@ -262,9 +262,10 @@ def ablation_markdown(ablation: Ablation, cells: list[Cell]) -> str:
 
 def parent_run(job: JobConfig, methods, levels, tables=(1,)) -> str:
     """The reproduction's MLflow parent run, one per configuration, methods and levels."""
-    identity = {"job": run_identity(job, "student"), "methods": methods, "levels": levels}
-    if tuple(tables) != (1,):  # names of Table-1-only reproductions stay as they were
-        identity["tables"] = list(tables)
+    identity = {
+        "job": run_identity(job, "student"), "methods": methods, "levels": levels,
+        "tables": list(tables),
+    }  # fmt: skip
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     params = {**flatten(to_dict(job)), "reproduce.methods": methods, "reproduce.levels": levels}
     uri = tracking_uri(job.tracking.tracking_uri)

@@ -3,6 +3,8 @@ repeating the smaller class in the real Ray Data input."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -72,6 +74,10 @@ def test_invalid_balance_is_refused_when_the_config_is_built():
         load_job_config("cpu-demo", overrides=["data.balance=even"])
 
 
+def _manifest(shards) -> dict:
+    return json.loads((shards / "manifest.json").read_text())
+
+
 def _label_counts(shards, split, methods=()) -> tuple[int, int]:
     """Independent count: the shards' own label column, read with pyarrow."""
     real = fake = 0
@@ -85,9 +91,9 @@ def _label_counts(shards, split, methods=()) -> tuple[int, int]:
 
 def test_train_counts_come_from_the_manifest_and_match_the_shards(prepared):
     shards, _ = prepared
-    assert train_class_counts(str(shards), ()) == _label_counts(shards, "train")
+    assert train_class_counts(_manifest(shards), ()) == _label_counts(shards, "train")
     two = ("Deepfakes", "FaceSwap")
-    assert train_class_counts(str(shards), two) == _label_counts(shards, "train", two)
+    assert train_class_counts(_manifest(shards), two) == _label_counts(shards, "train", two)
 
 
 def test_sampler_balances_the_classes_ray_data_feeds(prepared, ray_session):
@@ -95,7 +101,7 @@ def test_sampler_balances_the_classes_ray_data_feeds(prepared, ray_session):
     job = load_job_config(
         "cpu-demo", overrides=[f"data.shards={shards}", "data.methods=[]", "data.balance=sampler"]
     )
-    balance = resolve_balance("sampler", *train_class_counts(str(shards), ()))
+    balance = resolve_balance("sampler", *train_class_counts(_manifest(shards), ()))
     assert balance.ratio >= 3  # the embedded data: one real per four fakes
     dataset = paired_dataset(
         job.data, "train", ("raw",), 64, augment=True, repeat=balance.oversampling()

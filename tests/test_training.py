@@ -101,7 +101,9 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     assert run.data.params["loss.lambda2"] == "100.0" and run.data.params["mode"] == "teacher"
     assert len(run.data.tags["sffb.manifest_sha256"]) == 64
     # One real per four fakes in the embedded data: data.balance auto weighs the loss.
-    real, fake = train_class_counts(str(job.data.shards), ())
+    real, fake = train_class_counts(
+        json.loads((Path(job.data.shards) / "manifest.json").read_text()), ()
+    )
     assert fake >= 3 * real and run.data.tags["sffb.balance"] == "loss_weights"
     assert run.data.tags["sffb.train_rows"] == f"{real} real, {fake} fake"
     # MLflow's own source tags, as its UI and API read them.
