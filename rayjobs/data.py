@@ -9,6 +9,11 @@ normalisation and the DCT happen on the training worker's device.
 from __future__ import annotations
 
 import json
+import math
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import cv2
 import numpy as np
@@ -124,6 +129,40 @@ class DecodePairs:
         return out
 
 
+#: Ray Data's knob for its Parquet footer readers (Ray 2.60, ``FooterFileIndexer``).
+FOOTER_ACTORS_VARIABLE = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
+#: Files one footer reader takes per call (Ray's ``RAY_DATA_PARQUET_FOOTER_BATCH_SIZE``).
+FOOTER_FILES_PER_CALL = 10
+_footer_lock = threading.Lock()
+
+
+def footer_readers(files: int) -> int:
+    """Footer-reading actors worth starting for ``files`` Parquet files: one per call's batch,
+    at most Ray's default of 32."""
+    return max(1, min(32, math.ceil(files / FOOTER_FILES_PER_CALL)))
+
+
+@contextmanager
+def sized_footer_pool(files: int) -> Iterator[None]:
+    """Size the footer-reader pool of the Parquet reads created inside the block.
+
+    Ray Data reads every Parquet footer on a pool of actors that it starts, and kills, at every
+    execution of a read: 32 of them by default, each a new Python process. For a split of a few
+    shards that is most of an epoch on a small machine (~8 of 10 s per validation pass of the
+    test data on 2 cores). The reader takes the pool size from the environment when the read is
+    created (on this process), so it is set around that call; a value the user exported wins.
+    """
+    if FOOTER_ACTORS_VARIABLE in os.environ:
+        yield
+        return
+    with _footer_lock:  # threads (concurrent trainings) must not see each other's value
+        os.environ[FOOTER_ACTORS_VARIABLE] = str(footer_readers(files))
+        try:
+            yield
+        finally:
+            del os.environ[FOOTER_ACTORS_VARIABLE]
+
+
 def paired_dataset(
     config: DataConfig,
     split: str,
@@ -146,9 +185,10 @@ def paired_dataset(
     check_levels(shards, split, levels)
     columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
     shuffle = (FileShuffleConfig(seed=seed) if seed is not None else "files") if augment else None
-    dataset = ray.data.read_parquet(shard_files(shards, split), shuffle=shuffle).select_columns(
-        columns
-    )  # projected down to the Parquet reader
+    files = shard_files(shards, split)
+    with sized_footer_pool(len(files)):
+        dataset = ray.data.read_parquet(files, shuffle=shuffle)
+    dataset = dataset.select_columns(columns)  # projected down to the Parquet reader
     if config.methods:
         dataset = dataset.filter(expr=methods_filter(config.methods))
     if repeat is not None:

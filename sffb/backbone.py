@@ -10,7 +10,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-import timm
 from torch import nn
 
 from sffb.weights import load_backbone_weights
@@ -81,6 +80,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def input_normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The (mean, std) the backbone's pretrained weights expect, from timm's pretrained config
     (legacy_xception: 0.5 / 0.5, as the Cadene weights were trained; ResNets: ImageNet's)."""
+    import timm  # here, not at module level: see build_split_backbone
+
     try:
         config = timm.models.get_pretrained_cfg(name)
     except (RuntimeError, KeyError, ValueError):
@@ -102,6 +103,11 @@ def build_split_backbone(
     The classifier always starts fresh with ``num_classes`` outputs; a checkpoint's classifier is
     ignored. With ``in_chans != 3`` the checkpoint's first conv is adapted the way timm does.
     """
+    # timm (and the torchvision it pulls in) costs ~2 s to import: imported here, so the many
+    # Ray Data and actor processes that import this module's configuration but build no model
+    # do not pay for it.
+    import timm
+
     split = _SPLITS.get(name)
     if split is None:
         raise ValueError(

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from timm.models import adapt_input_conv
 from torch import nn
 
 #: Keys reported in an error, so a wrong file gives a readable message, not thousands of names.
@@ -75,6 +74,8 @@ def load_backbone_weights(model: nn.Module, path: str | Path, classifier: str = 
     if first_conv in state and first_conv in expected:
         in_chans = expected[first_conv].shape[1]
         if state[first_conv].shape[1] != in_chans:
+            from timm.models import adapt_input_conv  # lazily, as in sffb.backbone
+
             state[first_conv] = adapt_input_conv(in_chans, state[first_conv])
 
     # Old checkpoints lack BN step counters; BatchNorm fills those in itself.
