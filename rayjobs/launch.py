@@ -162,7 +162,8 @@ def cluster_preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None)
     )
 
 
-def _use_gpu(job: JobConfig) -> bool:
+def use_gpu(job: JobConfig) -> bool:
+    """Whether the job's workers take a GPU (``scaling.use_gpu``; auto: the cluster has one)."""
     if job.scaling.use_gpu == "auto":
         return ray.cluster_resources().get("GPU", 0) >= 1
     return job.scaling.use_gpu == "yes"
@@ -230,8 +231,8 @@ def run_training(
         ),
         "val": paired_dataset(job.data, "val", (job.input_level(mode),), size, augment=False),
     }
-    use_gpu = _use_gpu(job)
-    resources = {"CPU": job.scaling.cpus_per_worker, **({"GPU": 1} if use_gpu else {})}
+    gpus = use_gpu(job)
+    resources = {"CPU": job.scaling.cpus_per_worker, **({"GPU": 1} if gpus else {})}
     trainer = TorchTrainer(
         train_worker,
         train_loop_config={
@@ -248,7 +249,7 @@ def run_training(
         },
         scaling_config=RayScaling(
             num_workers=job.scaling.num_workers,
-            use_gpu=use_gpu,
+            use_gpu=gpus,
             resources_per_worker=resources,
             placement_strategy=job.scaling.placement_strategy,
         ),

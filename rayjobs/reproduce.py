@@ -1,11 +1,11 @@
 """The paper's Table 1 as one resumable command: per method, a raw teacher and, at each
 compression level, SFFB alone and SFFB + KD, all evaluated on test beside the paper's numbers;
-``--tables 3 4`` adds the fusion and knowledge ablations.
+``--tables 3 4 5`` adds the fusion, knowledge and backbone ablations.
 
     python rayjobs/reproduce.py                          # small: the embedded default, cpu-demo
     python rayjobs/reproduce.py --preset paper --set data.shards=/data/shards/ffpp \
         --set model.pretrained_path=/weights/xception.pth --methods Deepfakes Face2Face \
-        FaceSwap NeuralTextures --levels c23 c40 --tables 1 3 4
+        FaceSwap NeuralTextures --levels c23 c40 --tables 1 3 4 5
 
 Every cell is an ordinary run under its default name (the teacher's shared by both levels of a
 method and by every ablation row), so a relaunch reuses each finished cell and its logged
@@ -25,9 +25,11 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
+from data_prep.cluster import ensure_ray
 from rayjobs.config import JobConfig, add_config_arguments, config_from_args
 from rayjobs.configtree import flatten, from_dict, merge, parse_override, to_dict
 from rayjobs.evaluate import TableRow, evaluate
@@ -39,9 +41,11 @@ from rayjobs.launch import (
     resolve_data,
     run_training,
     storage_path,
+    use_gpu,
 )
 from rayjobs.run_names import run_identity
 from rayjobs.tracking import find_or_create_run, find_run, set_tags, tracking_uri
+from rayjobs.training_graph import Training, TrainingFailed, room_for, train_all
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 TEACHER, ALONE, KD = "SFFB teacher", "SFFB alone", "SFFB + KD"
@@ -140,23 +144,55 @@ def trained(job: JobConfig, mode: str, teacher: str | None = None) -> tuple[str,
     return outcome.mlflow_run_id, outcome.best_checkpoint
 
 
-def method_cells(job: JobConfig, method: str, levels: tuple[str, ...]) -> list[Cell]:
-    """Train (or reuse) and evaluate (or reuse) one method's column: teacher on raw, then per
-    level SFFB alone, SFFB + KD and the teacher on that level's frames."""
+def _method_job(job: JobConfig, method: str, level: str | None = None) -> JobConfig:
+    data = replace(job.data, methods=(method,))
+    return replace(job, data=replace(data, student_level=level) if level else data)
+
+
+def _alone(job: JobConfig) -> JobConfig:
+    return replace(job, loss=replace(job.loss, knowledge="none"))
+
+
+def table1_trainings(job: JobConfig, methods, levels) -> list[Training]:
+    """Per method a raw teacher; per level SFFB alone and SFFB + KD (after the teacher)."""
+    trainings = []
+    for method in methods:
+        teacher = Training(_method_job(job, method), "teacher")
+        trainings.append(teacher)
+        for level in levels:
+            student = _method_job(job, method, level)
+            trainings.append(Training(_alone(student), "student"))
+            trainings.append(Training(student, "student", teacher))
+    return trainings
+
+
+def ablation_trainings(job: JobConfig, ablation: Ablation) -> list[Training]:
+    """One student per row; a KD row after its own teacher (the rows share one unless the key
+    changes the architecture, e.g. the backbone)."""
+    kd = ablation.student == "kd"
+    return [
+        Training(row, "student", Training(row, "teacher") if kd else None)
+        for row in ablation_jobs(job, ablation).values()
+    ]
+
+
+def method_cells(
+    job: JobConfig, method: str, levels: tuple[str, ...], runs: dict[str, tuple[str, str]]
+) -> list[Cell]:
+    """Evaluate (or reuse the logged evaluation of) one method's trained column: teacher on
+    raw, then per level SFFB alone, SFFB + KD and the teacher on that level's frames."""
     uri = tracking_uri(job.tracking.tracking_uri)
-    job = replace(job, data=replace(job.data, methods=(method,)))
     shards = job.data.shards
-    teacher_run, teacher = trained(job, "teacher")
+    teacher_run, teacher = runs[default_run_name(_method_job(job, method), "teacher")]
     cell = logged_cell(uri, TEACHER, "raw", method, teacher_run, "test_raw_")
     if cell is None:
         rows = evaluate(teacher, shards, ("raw",), (method,), teacher_run, uri, model="teacher")
         cell = next(_cell(TEACHER, r, teacher_run) for r in rows if r.method == method)
     cells = [cell]
     for level in levels:
-        student = replace(job, data=replace(job.data, student_level=level))
-        alone_job = replace(student, loss=replace(student.loss, knowledge="none"))
-        alone_run, alone = trained(alone_job, "student")
-        kd_run, kd = trained(student, "student", teacher)
+        student = _method_job(job, method, level)
+        alone_run, alone = runs[default_run_name(_alone(student), "student")]
+        kd_run, kd = runs[default_run_name(student, "student")]
         links = {"sffb.teacher_checkpoint": teacher, "sffb.teacher_run_id": teacher_run}
         set_tags(uri, kd_run, links)
         # evaluate.py's names and metric prefixes on the KD run (baselines scored beside it)
@@ -224,16 +260,14 @@ def table1_markdown(cells: list[Cell], methods: tuple[str, ...], levels: tuple[s
     return "\n".join(lines)
 
 
-def ablation_cells(job: JobConfig, ablation: Ablation) -> list[Cell]:
-    """Train (or reuse) and evaluate (or reuse) every row of an ablation table."""
+def ablation_cells(
+    job: JobConfig, ablation: Ablation, runs: dict[str, tuple[str, str]]
+) -> list[Cell]:
+    """Evaluate (or reuse the logged evaluation of) every trained row of an ablation table."""
     uri = tracking_uri(job.tracking.tracking_uri)
-    jobs = ablation_jobs(job, ablation)
-    teacher = None
-    if ablation.student == "kd":  # one teacher for every row: its identity leaves out the loss
-        _, teacher = trained(next(iter(jobs.values())), "teacher")
     cells = []
-    for value, row_job in jobs.items():
-        run_id, checkpoint = trained(row_job, "student", teacher)
+    for value, row_job in ablation_jobs(job, ablation).items():
+        run_id, checkpoint = runs[default_run_name(row_job, "student")]
         prefix, level, method = f"test_{ablation.level}_", ablation.level, ablation.method
         cell = logged_cell(uri, value, level, method, run_id, prefix)
         if cell is None:
@@ -290,24 +324,37 @@ def log_table(uri: str, parent: str, number: int, cells: list[Cell], table: str)
 
 
 def reproduce(
-    job: JobConfig, methods: tuple[str, ...], levels: tuple[str, ...], tables=(1,)
+    job: JobConfig,
+    methods: tuple[str, ...],
+    levels: tuple[str, ...],
+    tables=(1,),
+    concurrency: int = 0,
 ) -> str:
-    """Every cell of ``tables`` trained or reused, evaluated, tabulated, printed and logged;
-    returns the tables' Markdown."""
+    """Every cell of ``tables`` trained or reused (``concurrency`` trainings at once; 0: as
+    many as the cluster has room for), evaluated, tabulated, printed and logged; returns the
+    tables' Markdown."""
     job = resolve_data(replace(job, tracking=replace(job.tracking, run_name="")))
     uri = tracking_uri(job.tracking.tracking_uri)
     parent = parent_run(job, methods, levels, tables)
+    ablations = paper_ablations()
+    trainings = table1_trainings(job, methods, levels) if 1 in tables else []
+    for number in (n for n in tables if n != 1):
+        trainings += ablation_trainings(job, ablations[number])
+    ensure_ray()
+    if concurrency <= 0:
+        concurrency = room_for(job, ray.cluster_resources(), use_gpu(job))
+    print(f"{len({t.name for t in trainings})} trainings, up to {concurrency} at once", flush=True)
+    runs = train_all(trainings, trained, concurrency)
     printed = []
     if 1 in tables:
-        cells = [cell for method in methods for cell in method_cells(job, method, levels)]
+        cells = [cell for method in methods for cell in method_cells(job, method, levels, runs)]
         table = table1_markdown(cells, methods, levels)
         print("\nTable 1 (test split, frame ACC %):\n")
         print(table)
         log_table(uri, parent, 1, cells, table)
         printed.append(table)
-    ablations = paper_ablations()
     for number in (n for n in tables if n != 1):
-        cells = ablation_cells(job, ablations[number])
+        cells = ablation_cells(job, ablations[number], runs)
         table = ablation_markdown(ablations[number], cells)
         print(f"\n{table}")
         log_table(uri, parent, number, cells, table)
@@ -326,22 +373,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--levels", nargs="+", default=["c23", "c40"], help="student levels")
     parser.add_argument(
         "--tables", nargs="+", type=int, default=[1],
-        help="paper tables: 1 (methods x levels), 3 (fusion ablation), 4 (knowledge ablation)",
+        help="paper tables: 1 (methods x levels), 3 (fusion ablation), 4 (knowledge ablation), "
+        "5 (backbones)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--concurrent", type=int, default=0,
+        help="trainings at once (default 0: as many as the cluster has room for, leaving half "
+        "its CPUs to Ray Data; 1: one after another)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         built = {1, *paper_ablations()}
         if not set(args.tables) <= built:
-            raise ValueError(
-                f"--tables {args.tables}: the built ones are {sorted(built)} (Table 5's "
-                "numbers are not restated in SPEC)"
-            )
+            raise ValueError(f"--tables {args.tables}: the paper's tables are {sorted(built)}")
         job = config_from_args(args)
         methods = tuple(args.methods or job.data.methods)
         if 1 in args.tables and not methods:
             raise ValueError("no methods: give --methods (Table 1 has one column per method)")
-        reproduce(job, methods, tuple(args.levels), tuple(dict.fromkeys(args.tables)))
-    except USER_ERRORS as error:
+        tables = tuple(dict.fromkeys(args.tables))
+        reproduce(job, methods, tuple(args.levels), tables, args.concurrent)
+    except (*USER_ERRORS, TrainingFailed) as error:
         raise SystemExit(f"error: {error}") from None
 
 

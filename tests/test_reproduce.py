@@ -16,6 +16,7 @@ from rayjobs.reproduce import (
     Cell,
     ablation_jobs,
     ablation_markdown,
+    ablation_trainings,
     main,
     paper_ablations,
     paper_table1,
@@ -71,9 +72,23 @@ def test_ablations_train_one_student_per_value_of_their_key():
     assert "| maps+logits | — | 85.63 | — | — |" in table
 
 
-def test_unbuilt_tables_and_missing_methods_are_refused(capsys):
-    with pytest.raises(SystemExit, match=r"the built ones are \[1, 3, 4\]"):
-        main(["--tables", "1", "5"])
+def test_backbone_table_distils_each_row_from_a_teacher_of_its_backbone():
+    backbones = paper_ablations()[5]
+    job = load_job_config("cpu-demo")
+    trainings = ablation_trainings(job, backbones)
+    assert [t.job.model.backbone for t in trainings] == list(backbones.rows)
+    for student in trainings:
+        assert student.job.loss.knowledge == "maps+logits" and student.teacher is not None
+        assert student.teacher.job.model.backbone == student.job.model.backbone
+    assert len({t.teacher.name for t in trainings}) == len(trainings)
+    # The knowledge ablation's rows share one teacher (its identity leaves out the loss).
+    knowledge = ablation_trainings(job, paper_ablations()[4])
+    assert len({t.teacher.name for t in knowledge}) == 1
+
+
+def test_unknown_tables_and_missing_methods_are_refused(capsys):
+    with pytest.raises(SystemExit, match=r"the paper's tables are \[1, 3, 4, 5\]"):
+        main(["--tables", "1", "6"])
     with pytest.raises(SystemExit, match="no methods: give --methods"):
         main(["--set", "data.methods=[]", "--set", "data.shards=/nonexistent"])
 
@@ -83,9 +98,11 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
 ):
     shards, _ = prepared
     job = tiny_job(shards, tmp_path, epochs=1)
-    table = reproduce(job, ("Deepfakes",), ("c40",))
+    table = reproduce(job, ("Deepfakes",), ("c40",))  # as many at once as the cluster holds
     out = capsys.readouterr().out
     assert "Table 1 (test split, frame ACC %)" in out and table in out
+    # The session's cluster: 4 CPUs, half for trainings of 2 workers x 0.5 CPU: two at once.
+    assert "3 trainings, up to 2 at once" in out
     rows = [(ALONE, "c40"), (KD, "c40"), (TEACHER_ON_COMPRESSED, "c40"), (TEACHER, "raw")]
     for model, level in rows:
         row = f"| {model} | {level} | Deepfakes |"
@@ -101,6 +118,12 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
     assert sorted(r.data.tags["sffb.mode"] for r in children) == ["student", "student", "teacher"]
     assert parent.info.status == "FINISHED"
     kd = next(r for r in children if r.data.params.get("loss.knowledge") == "maps+logits")
+    alone = next(r for r in children if r.data.params.get("loss.knowledge") == "none")
+    teacher = next(r for r in children if r.data.tags["sffb.mode"] == "teacher")
+    # SFFB alone needs no teacher: it trained while the teacher did; KD waited for it.
+    assert alone.info.start_time < teacher.info.end_time
+    assert teacher.info.start_time < alone.info.end_time
+    assert kd.info.start_time >= teacher.info.end_time
     assert parent.data.metrics["table1_sffb_kd_c40_Deepfakes_frame_acc"] == pytest.approx(
         100 * kd.data.metrics["test_c40_frame_acc"]
     )
