@@ -8,7 +8,7 @@ over ``home``: the driver's local outputs folder does not exist there, as on a s
   training preflight must fail in seconds, naming that node and the path.
 - With shards, runs and checkpoints on an S3 endpoint (moto on 127.0.0.1) and tracking on
   ``mlflow server`` (artifacts on the same endpoint), distillation with one DDP worker per node,
-  evaluation and a two-trial sweep complete, and everything lands on the servers.
+  evaluation and a sweep complete, and everything lands on the servers.
 
 Every job runs as the command a user types, with ``RAY_ADDRESS`` pointing at the cluster.
 """
@@ -244,14 +244,14 @@ def test_evaluate_reads_the_checkpoint_back_from_the_bucket(cluster, distilled, 
     assert distilled.returncode == 0
     checkpoint = f"s3://{BUCKET}/runs/{STUDENT}/best"
     args = ["rayjobs/evaluate.py", "--checkpoint", checkpoint, "--shards", f"s3://{BUCKET}/shards"]
-    args += ["--levels", "c23", "c40", "--experiment", EXPERIMENT]
+    args += ["--levels", "c40", "--experiment", EXPERIMENT]
     args += ["--baseline", f"teacher=s3://{BUCKET}/runs/{TEACHER}/best"]
     result = run_job(cluster, args, logs, "evaluate-s3", MLFLOW_TRACKING_URI=tracking)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| all | c40 |" in result.stdout
     run = _runs(tracking)[f"evaluate-{STUDENT}"]
     assert run.info.status == "FINISHED"
-    assert {"test_c23_frame_auc", "test_c40_frame_auc"} <= set(run.data.metrics)
+    assert {"test_c40_frame_auc", "test_c40_video_auc"} <= set(run.data.metrics)
     assert "baseline_teacher_test_c40_frame_auc" in run.data.metrics  # read from the bucket too
     assert "| teacher | all | c40 |" in result.stdout
 
@@ -268,8 +268,10 @@ def test_sweep_on_the_cluster_logs_parent_and_children_to_the_server(
     space = {
         "preset": "cpu-demo",
         "fixed": fixed,
-        "search": {"loss.lambda2": {"grid": [1.0, 10.0]}},
-        "tune": {"max_concurrent_trials": 2, "scheduler": "none"},
+        # One trial: parent, child, the trial's two workers on two nodes, the sweep's files in
+        # the bucket; a second trial would add minutes and test nothing more on a cluster.
+        "search": {"loss.lambda2": {"grid": [10.0]}},
+        "tune": {"max_concurrent_trials": 1, "scheduler": "none"},
     }
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(space))
@@ -282,7 +284,7 @@ def test_sweep_on_the_cluster_logs_parent_and_children_to_the_server(
     children = [
         r for r in runs.values() if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
     ]
-    assert len(children) == 2
+    assert len(children) == 1
     assert {r.info.status for r in children} == {"FINISHED"}
     assert parent.data.tags["sffb.best_trial"]
     keys = s3.keys(BUCKET, "runs/sweeps/")
