@@ -21,7 +21,7 @@ from ray.data import FileShuffleConfig
 
 from data_prep.cluster import ensure_ray
 from rayjobs.config import add_config_arguments, config_from_args
-from rayjobs.data import methods_filter, shard_files
+from rayjobs.data import methods_filter, shard_files, sized_footer_pool
 from rayjobs.launch import resolve_data
 from rayjobs.reproducible import ingest_options, stream_seed
 
@@ -29,9 +29,10 @@ from rayjobs.reproducible import ingest_options, stream_seed
 def batch_mix(job, epochs: int = 2) -> dict:
     """Per-batch statistics over ``epochs`` epochs of one worker's batches (its batch size)."""
     per_worker = job.data.batch_size // job.scaling.num_workers
-    dataset = ray.data.read_parquet(
-        shard_files(job.data.shards, "train"), shuffle=FileShuffleConfig(seed=job.seed)
-    ).select_columns(["label", "method", "video_key"])
+    files = shard_files(job.data.shards, "train")
+    with sized_footer_pool(len(files)):  # as paired_dataset reads
+        dataset = ray.data.read_parquet(files, shuffle=FileShuffleConfig(seed=job.seed))
+    dataset = dataset.select_columns(["label", "method", "video_key"])
     if job.data.methods:
         dataset = dataset.filter(expr=methods_filter(job.data.methods))
     dataset.context.execution_options = ingest_options(True)

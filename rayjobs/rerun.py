@@ -4,10 +4,11 @@
 
 The run's logged configuration (its ``config.yaml`` artifact) is trained again under a new name
 (``<name>-rerun-<k>``) in the same experiment, after checking that what it was trained from is
-still what this machine has: the git commit of the code and the SHA-256 of the shards' manifest
-(and, for a distilled student, the teacher checkpoint it read). A difference is refused, naming
-each, unless ``--force``. The old and new per-epoch metrics are then printed side by side: with
-``data.deterministic`` (the default) on the same hardware they agree exactly.
+still what this machine has: the git commit of the code (with no uncommitted edits to tracked
+files), the SHA-256 of the shards' manifest and, for a distilled student, the teacher
+checkpoint it read. A difference is refused, naming each, unless ``--force``. The old and new
+per-epoch metrics are then printed side by side: with ``data.deterministic`` (the default) on
+the same hardware they agree exactly.
 """
 
 from __future__ import annotations
@@ -27,7 +28,13 @@ from rayjobs.checkpoints import has_checkpoint
 from rayjobs.config import JobConfig
 from rayjobs.configtree import from_dict, load_yaml
 from rayjobs.launch import USER_ERRORS, TrainOutcome, run_training
-from rayjobs.tracking import file_sha256, find_run, git_commit, tracking_uri
+from rayjobs.tracking import (
+    file_sha256,
+    find_run,
+    git_commit,
+    tracking_uri,
+    uncommitted_changes,
+)
 
 #: Per-epoch metrics compared between the original and the rerun.
 COMPARED = ("train_total", "val_frame_auc", "val_frame_acc", "val_video_auc")
@@ -84,6 +91,12 @@ def differences(recorded: RecordedRun) -> list[str]:
     commit = git_commit()
     if recorded.commit != commit:
         found.append(f"git commit: the run trained at {recorded.commit}, this code is {commit}")
+    changed = uncommitted_changes()
+    if changed:
+        shown = ", ".join(changed[:5]) + (
+            f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        )
+        found.append(f"working tree: uncommitted changes to {shown} (commit them, or --force)")
     manifest = storage.join(recorded.job.data.shards, "manifest.json")
     now = file_sha256(manifest)
     if now != recorded.manifest_sha256:

@@ -73,14 +73,27 @@ def sqlite_file(uri: str) -> Path | None:
     return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
 
 
-def git_commit() -> str:
+def git_commit(repo: Path = REPO) -> str:
     try:
         result = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     return result.stdout.strip() or "unknown"
+
+
+def uncommitted_changes(repo: Path = REPO) -> list[str]:
+    """Tracked files changed since the last commit: code a run would use that its logged git
+    commit does not describe (untracked files, e.g. outputs, are not counted)."""
+    try:
+        result = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo, capture_output=True, text=True, timeout=10,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
 
 
 def entry_point() -> str:

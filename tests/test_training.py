@@ -31,12 +31,15 @@ from rayjobs.calibration import load_calibration
 from rayjobs.checkpoints import load_model, load_state
 from rayjobs.config import load_job_config
 from rayjobs.data import decode_pngs
+from rayjobs.detect import detect
+from rayjobs.detection_results import read_results
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
-from rayjobs.evaluate import evaluate
+from rayjobs.evaluate import evaluate, score_test_split
 from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
 from rayjobs.rerun import main as rerun_main
 from rayjobs.rerun import rerun
 from rayjobs.scoring import fake_scores
+from rayjobs.tracking import uncommitted_changes
 from rayjobs.trained_model import resolve_model
 from sffb.model import SFFB
 from tests.servers import free_port, serving
@@ -187,6 +190,33 @@ def test_training_loss_goes_down(teacher):
     assert losses[-1] < losses[0]
 
 
+def test_detecting_the_test_videos_gives_evaluations_video_scores(
+    teacher, prepared, synthetic_root, tmp_path
+):
+    """For a trained checkpoint, detect.py on the test split's raw videos gives each video the
+    mean of the frame scores evaluation computes on that video's prepared rows (to 1e-5)."""
+    _, outcome = teacher
+    shards, _ = prepared
+    scored = score_test_split(outcome.best_checkpoint, str(shards), ("raw",))
+    calibration = load_calibration(outcome.best_checkpoint).get("raw")  # detection applies it
+    frames = scored["score_raw"] if calibration is None else calibration.apply(scored["score_raw"])
+    table = pq.read_table(shards / "test", columns=["video_key", "video_id", "method", "label"])
+    files = {}
+    for key, video_id, method, label in zip(*table.to_pydict().values(), strict=True):
+        folder = "original_sequences/youtube" if label == 0 else f"manipulated_sequences/{method}"
+        files[key] = synthetic_root / folder / "raw" / "videos" / f"{video_id}.mp4"
+    expected = {
+        str(path): np.mean(frames[scored["video_key"] == key]) for key, path in files.items()
+    }
+    output = tmp_path / "scores.jsonl"
+    detected = detect(list(expected), model=outcome.best_checkpoint, output=str(output),
+                      progress=False)  # fmt: skip
+    assert (detected.scored, detected.failed) == (len(expected), 0) and len(expected) == 10
+    for record in read_results(str(output)):
+        assert record["video_score"] == pytest.approx(expected[record["path"]], abs=1e-5)
+    assert len({round(score, 4) for score in expected.values()}) > 1  # a trained, varied model
+
+
 def _epoch_metrics(job, run_id: str) -> dict[str, list[float]]:
     client = MlflowClient(job.tracking.tracking_uri)
     names = ("train_total", "val_frame_auc", "val_frame_acc", "val_video_auc", "val_frame_eer")
@@ -203,7 +233,9 @@ def test_rerun_repeats_a_finished_run_exactly_and_refuses_changed_data(teacher):
     initialisation all follow the seed, so the rerun repeats every epoch's metrics."""
     job, outcome = teacher
     uri = job.tracking.tracking_uri
-    recorded, again = rerun(uri, outcome.mlflow_run_id)
+    # A developer's edited checkout is refused by design (tests/test_git_state.py); the code
+    # that trains here is the same either way.
+    recorded, again = rerun(uri, outcome.mlflow_run_id, force=bool(uncommitted_changes()))
     assert (recorded.name, again.run_name) == ("teacher", "teacher-rerun-1")
     first = _epoch_metrics(job, outcome.mlflow_run_id)
     assert _epoch_metrics(job, again.mlflow_run_id) == first
