@@ -23,6 +23,7 @@ from mlflow.types import Schema, TensorSpec
 
 from data_prep import storage
 from rayjobs.checkpoints import STATE_FILE
+from rayjobs.tracking import without_insert_races
 
 MODEL_ARTIFACT = "model"
 CHAMPION = "champion"
@@ -66,7 +67,8 @@ def log_detector(uri: str, run_id: str, checkpoint: str, image_size: int, mode: 
         if error.error_code != "RESOURCE_ALREADY_EXISTS":
             raise
     source = f"runs:/{run_id}/{MODEL_ARTIFACT}"
-    return str(client.create_model_version(name, source, run_id=run_id).version)
+    version = without_insert_races(lambda: client.create_model_version(name, source, run_id=run_id))
+    return str(version.version)
 
 
 def crown_champion(uri: str, run_id: str) -> str | None:

@@ -329,14 +329,15 @@ def reproduce(
     levels: tuple[str, ...],
     tables=(1,),
     concurrency: int = 0,
+    ablations: dict[int, Ablation] | None = None,
 ) -> str:
     """Every cell of ``tables`` trained or reused (``concurrency`` trainings at once; 0: as
     many as the cluster has room for), evaluated, tabulated, printed and logged; returns the
-    tables' Markdown."""
+    tables' Markdown. ``ablations``: the ablation tables by number (default: the paper's)."""
     job = resolve_data(replace(job, tracking=replace(job.tracking, run_name="")))
     uri = tracking_uri(job.tracking.tracking_uri)
     parent = parent_run(job, methods, levels, tables)
-    ablations = paper_ablations()
+    ablations = ablations or paper_ablations()
     trainings = table1_trainings(job, methods, levels) if 1 in tables else []
     for number in (n for n in tables if n != 1):
         trainings += ablation_trainings(job, ablations[number])

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from data_prep import storage
+from rayjobs.tracking import without_insert_races
 
 #: How a run uses each split, in MLflow's context vocabulary.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}
@@ -72,4 +73,4 @@ def log_shard_inputs(
         DatasetInput(dataset, tags=[InputTag(MLFLOW_DATASET_CONTEXT, CONTEXTS[split])])
         for dataset, split in zip(datasets, splits, strict=True)
     ]
-    MlflowClient(uri).log_inputs(run_id, datasets=inputs)
+    without_insert_races(lambda: MlflowClient(uri).log_inputs(run_id, datasets=inputs))

@@ -12,10 +12,12 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from numbers import Number
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
@@ -28,6 +30,28 @@ from data_prep import storage
 from data_prep.defaults import workdir
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+#: How SQL back ends name a duplicate key (SQLite, PostgreSQL, MySQL), through SQLAlchemy.
+_DUPLICATE_KEY = ("IntegrityError", "UNIQUE constraint", "UniqueViolation", "Duplicate entry")
+_insert_lock = threading.Lock()
+
+
+def without_insert_races(write: Callable[[], T], attempts: int = 4) -> T:
+    """Run an MLflow write that inserts rows keyed by their content (a dataset input, a model
+    version): two runs that start or finish at once (reproduce.py's concurrent cells, a sweep's
+    trials) race to insert the same key. Threads of this process take turns; a process that
+    loses the race to another retries, and then finds the row in place."""
+    for attempt in range(attempts):
+        try:
+            with _insert_lock:
+                return write()
+        except MlflowException as error:
+            if attempt == attempts - 1 or not any(k in str(error) for k in _DUPLICATE_KEY):
+                raise
+            time.sleep(0.5 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 #: MLflow 3 opens an experiment in the GenAI view (traces, agents) unless its kind says otherwise;
 #: the kind is this experiment tag, with the value MLflow's UI gives classic model training.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -98,11 +99,17 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
 ):
     shards, _ = prepared
     job = tiny_job(shards, tmp_path, epochs=1)
-    table = reproduce(job, ("Deepfakes",), ("c40",))  # as many at once as the cluster holds
+    # An ablation table beside Table 1 (its path end to end), its one row the very run of
+    # Table 1's SFFB alone at c40: a run two tables share is trained once.
+    fusion = replace(paper_ablations()[3], method="Deepfakes", rows={"sk": 83.45})
+    tables = reproduce(job, ("Deepfakes",), ("c40",), (1, 3), ablations={3: fusion})
+    table, ablation = tables.split("\n\nTable 3: ")
     out = capsys.readouterr().out
-    assert "Table 1 (test split, frame ACC %)" in out and table in out
+    assert "Table 1 (test split, frame ACC %)" in out and table in out and ablation in out
     # The session's cluster: 4 CPUs, half for trainings of 2 workers x 0.5 CPU: two at once.
     assert "3 trainings, up to 2 at once" in out
+    sk_row = next(line for line in ablation.splitlines() if line.startswith("| sk |"))
+    assert "| 83.45 |" in sk_row and "—" not in sk_row, sk_row  # measured, with difference
     rows = [(ALONE, "c40"), (KD, "c40"), (TEACHER_ON_COMPRESSED, "c40"), (TEACHER, "raw")]
     for model, level in rows:
         row = f"| {model} | {level} | Deepfakes |"
@@ -124,6 +131,9 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
     assert alone.info.start_time < teacher.info.end_time
     assert teacher.info.start_time < alone.info.end_time
     assert kd.info.start_time >= teacher.info.end_time
+    assert parent.data.metrics["table3_sk_c40_Deepfakes_frame_acc"] == pytest.approx(
+        parent.data.metrics["table1_sffb_alone_c40_Deepfakes_frame_acc"]
+    )  # the same run, scored on the same rows
     assert parent.data.metrics["table1_sffb_kd_c40_Deepfakes_frame_acc"] == pytest.approx(
         100 * kd.data.metrics["test_c40_frame_acc"]
     )
@@ -132,8 +142,8 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
     )
     assert table_file.read_text().strip() == table.strip()
 
-    # Relaunched: every cell is reused (no run trained again, no new run), the same table.
-    again = reproduce(job, ("Deepfakes",), ("c40",))
+    # Relaunched: every cell is reused (no run trained again, no new run), the same tables.
+    again = reproduce(job, ("Deepfakes",), ("c40",), (1, 3), ablations={3: fusion})
     assert capsys.readouterr().out.count("reusing") == 3
     assert len(client.search_runs([experiment.experiment_id])) == len(runs)
-    assert again == table
+    assert again == tables
