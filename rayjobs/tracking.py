@@ -41,15 +41,16 @@ def without_insert_races(write: Callable[[], T], attempts: int = 4) -> T:
     version): two runs that start or finish at once (reproduce.py's concurrent cells, a sweep's
     trials) race to insert the same key. Threads of this process take turns; a process that
     loses the race to another retries, and then finds the row in place."""
-    for attempt in range(attempts):
+    for attempt in range(attempts - 1):
         try:
             with _insert_lock:
                 return write()
         except MlflowException as error:
-            if attempt == attempts - 1 or not any(k in str(error) for k in _DUPLICATE_KEY):
+            if not any(key in str(error) for key in _DUPLICATE_KEY):
                 raise
             time.sleep(0.5 * (attempt + 1))
-    raise AssertionError("unreachable")
+    with _insert_lock:  # the last attempt: its error is the caller's
+        return write()
 
 
 #: MLflow 3 opens an experiment in the GenAI view (traces, agents) unless its kind says otherwise;

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from functools import cached_property
 
 from rayjobs.config import JobConfig
 from rayjobs.run_names import default_run_name
@@ -31,7 +32,7 @@ class Training:
     mode: str  # "teacher" or "student"
     teacher: Training | None = None
 
-    @property
+    @cached_property  # a hash of the job's configuration: the scheduling loop asks often
     def name(self) -> str:
         return default_run_name(self.job, self.mode)
 
