@@ -97,11 +97,17 @@ def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+#: The columns that identify an evaluation row: its video (unique across methods), its method
+#: and the sampled frame; two models' scores of a split are paired on them.
+KEY_COLUMNS = ("video_key", "method", "frame_index")
+
+
 class DecodePairs:
     """``map_batches`` step: decode each level, NHWC -> NCHW, optionally augment identically.
 
     The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
-    (``raw``, ``c23``, ...), beside ``label`` and ``video_key``. ``augment`` is given only when
+    (``raw``, ``c23``, ...), beside ``label`` (and, when ``keys``, the row's ``video_key``,
+    ``method`` and ``frame_index``, which identify it for scoring). ``augment`` is given only when
     augmentation runs here, on Ray Data's CPUs (``data.augment_on: cpu``).
     """
 
@@ -124,7 +130,8 @@ class DecodePairs:
             images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
         out = {"label": batch["label"].astype(np.int64)}
         if self.keys:  # strings: for scoring, not for iter_torch_batches
-            out["video_key"], out["method"] = batch["video_key"], batch["method"]
+            for key in KEY_COLUMNS:
+                out[key] = batch[key]
         out.update(zip(self.levels, images, strict=True))
         return out
 
@@ -183,7 +190,8 @@ def paired_dataset(
     """
     shards = config.shards
     check_levels(shards, split, levels)
-    columns = ["label", "method", "video_key", *(png_column(level) for level in levels)]
+    keys = KEY_COLUMNS if not augment else ("method", "video_key")
+    columns = ["label", *keys, *(png_column(level) for level in levels)]
     shuffle = (FileShuffleConfig(seed=seed) if seed is not None else "files") if augment else None
     files = shard_files(shards, split)
     with sized_footer_pool(len(files)):

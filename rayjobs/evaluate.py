@@ -44,14 +44,21 @@ from rayjobs.cross_dataset import (
     matrix_markdown,
     unique_names,
 )
-from rayjobs.data import check_methods, paired_dataset, shard_files
+from rayjobs.data import KEY_COLUMNS, check_methods, paired_dataset, shard_files
 from rayjobs.launch import USER_ERRORS, ensure_ray
 from rayjobs.preflight import Needs, check_every_node
 from rayjobs.run_inputs import log_shard_inputs
 from rayjobs.scoring import fake_scores, model_device
 from rayjobs.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
-from sffb.metrics import INTERVAL_METRICS, DetectionReport, evaluate_detection, roc_curve
+from sffb.metrics import (
+    INTERVAL_METRICS,
+    DetectionReport,
+    PairedDifference,
+    evaluate_detection,
+    paired_bootstrap,
+    roc_curve,
+)
 
 ALL = "all"
 
@@ -65,7 +72,7 @@ class Scorer:
         self.levels = levels
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {key: batch[key] for key in ("label", "video_key", "method")}
+        out = {key: batch[key] for key in ("label", *KEY_COLUMNS)}
         for level in self.levels:
             out[f"score_{level}"] = fake_scores(self.model, batch[level], self.device)
         return out
@@ -117,9 +124,20 @@ def score_test_split(
         num_gpus=1 if use_gpu else 0,
         num_cpus=0.5,
     )
-    columns = ["label", "video_key", "method", *(f"score_{level}" for level in levels)]
+    columns = ["label", *KEY_COLUMNS, *(f"score_{level}" for level in levels)]
     rows = scored.select_columns(columns).to_pandas()
+    # One order for every model (actors finish batches in any order): scores of the same split
+    # by two models line up row for row, which their paired comparison needs.
+    rows = rows.sort_values(["video_key", "frame_index"], kind="stable", ignore_index=True)
     return {column: rows[column].to_numpy() for column in columns}
+
+
+def method_masks(scores: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
+    """The rows of each fake method (its fakes + every real), then of all methods together."""
+    labels, methods = scores["label"].astype(int), scores["method"].astype(str)
+    fake_methods = sorted(set(methods[labels == 1]))
+    masks = [(method, (labels == 0) | (methods == method)) for method in fake_methods]
+    return [*masks, (ALL, np.ones_like(labels, bool))]
 
 
 def build_table(
@@ -128,13 +146,11 @@ def build_table(
     model: str = MODEL,
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> list[TableRow]:
-    """Per fake method (its fakes + every real) and for all methods, at each level, with
-    bootstrap intervals over videos (``resamples`` of them; 0 = none)."""
-    labels, methods = scores["label"].astype(int), scores["method"].astype(str)
-    fake_methods = sorted(set(methods[labels == 1]))
+    """Per fake method and for all methods, at each level, with bootstrap intervals over
+    videos (``resamples`` of them; 0 = none)."""
+    labels = scores["label"].astype(int)
     table = []
-    for method in [*fake_methods, ALL]:
-        keep = (labels == 0) | (methods == method) if method != ALL else np.ones_like(labels, bool)
+    for method, keep in method_masks(scores):
         for level in levels:
             report = evaluate_detection(
                 labels[keep],
@@ -144,6 +160,94 @@ def build_table(
             )
             table.append(TableRow(method, level, report, model))
     return table
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """The evaluated model minus one baseline on the same test frames, at one level."""
+
+    baseline: str
+    method: str
+    level: str
+    difference: PairedDifference
+
+
+def check_same_rows(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray], name: str) -> None:
+    """Paired differences need both models' scores of the very same frames, in one order."""
+    for key in ("video_key", "frame_index"):
+        if ours[key].shape != theirs[key].shape or not np.array_equal(ours[key], theirs[key]):
+            raise ValueError(
+                f"baseline {name!r} was scored on other test rows than the model "
+                f"({theirs[key].size} against {ours[key].size}): cannot pair them"
+            )
+
+
+def build_comparisons(
+    scored: Mapping[str, dict[str, np.ndarray]],
+    levels: tuple[str, ...],
+    model: str = MODEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+) -> list[ComparisonRow]:
+    """``model`` minus each baseline, per method and level, with paired bootstrap intervals:
+    the question a baseline row asks (did distillation help?) on the same resampled videos."""
+    ours = scored[model]
+    labels = ours["label"].astype(int)
+    rows = []
+    for name, theirs in scored.items():
+        if name == model:
+            continue
+        check_same_rows(ours, theirs, name)
+        for method, keep in method_masks(ours):
+            for level in levels:
+                column = f"score_{level}"
+                difference = paired_bootstrap(
+                    labels[keep],
+                    ours[column][keep].astype(float),
+                    theirs[column][keep].astype(float),
+                    ours["video_key"][keep],
+                    resamples=resamples,
+                )
+                rows.append(ComparisonRow(name, method, level, difference))
+    return rows
+
+
+def comparison_markdown(rows: list[ComparisonRow], model: str = MODEL) -> str:
+    """Differences in points with their intervals; ``*`` marks an interval that excludes 0."""
+
+    def cell(difference: PairedDifference, name: str) -> str:
+        interval = difference.intervals[name]
+        mark = "*" if difference.separates(name) else ""
+        return (
+            f"{100 * difference.delta[name]:+.2f} "
+            f"[{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]{mark}"
+        )
+
+    lines = [
+        f"{model} minus each baseline, on the same test frames (percentage points; 95 % paired "
+        "bootstrap interval over videos; * = the interval excludes 0):",
+        "",
+        "| baseline | method | level | frame ACC | frame AUC | video ACC | video AUC |",
+        "|---|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        cells = " | ".join(cell(row.difference, name) for name in INTERVAL_METRICS)
+        lines.append(f"| {row.baseline} | {row.method} | {row.level} | {cells} |")
+    return "\n".join(lines)
+
+
+def comparison_metrics(rows: list[ComparisonRow]) -> dict[str, float]:
+    """``baseline_<name>_test_<level>_frame_auc_delta`` (and ``_ci_low``/``_ci_high``) for the
+    all-methods rows: the model minus that baseline."""
+    metrics = {}
+    for row in rows:
+        if row.method != ALL:
+            continue
+        for name in INTERVAL_METRICS:
+            key = f"baseline_{row.baseline}_test_{row.level}_{name}_delta"
+            interval = row.difference.intervals[name]
+            metrics[key] = row.difference.delta[name]
+            metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"] = interval.low, interval.high
+    return metrics
 
 
 def with_interval(report: DetectionReport, name: str) -> str:
@@ -225,12 +329,16 @@ def metric_prefix(row: TableRow, model: str) -> str:
     return own if row.model == model else f"baseline_{row.model}_{own}"
 
 
-def log_table(uri: str, run_id: str, table: list[TableRow], scored, levels) -> None:
-    """Tables and ROC as artifacts ``evaluation/``; the all-methods rows as metrics."""
+def log_table(uri: str, run_id: str, table, comparisons, scored, levels) -> None:
+    """Tables and ROC as artifacts ``evaluation/``; the all-methods rows (and the model's
+    differences from each baseline) as metrics."""
     client = MlflowClient(uri)
     with tempfile.TemporaryDirectory() as directory:
         folder = Path(directory)
-        (folder / "test_table.md").write_text(to_markdown(table) + "\n")
+        text = to_markdown(table)
+        if comparisons:
+            text += "\n\n" + comparison_markdown(comparisons, next(iter(scored)))
+        (folder / "test_table.md").write_text(text + "\n")
         (folder / "test_table.csv").write_text(to_csv(table))
         plot_roc(scored, levels, folder / "test_roc.png")
         for name in ("test_table.md", "test_table.csv", "test_roc.png"):
@@ -240,6 +348,8 @@ def log_table(uri: str, run_id: str, table: list[TableRow], scored, levels) -> N
         if row.method == ALL:
             for key, value in row.report.as_dict(metric_prefix(row, model)).items():
                 client.log_metric(run_id, key, value)
+    for key, value in comparison_metrics(comparisons).items():
+        client.log_metric(run_id, key, value)
 
 
 def evaluate(
@@ -267,12 +377,16 @@ def evaluate(
         rows, fitted[name] = calibration_rows(name, validation, scored[name], levels)
         calibration += rows
     table = [row for name, scores in scored.items() for row in build_table(scores, levels, name)]
+    comparisons = build_comparisons(scored, levels, model)
     print(to_markdown(table))
     print()
+    if comparisons:
+        print(comparison_markdown(comparisons, model))
+        print()
     print(calibration_markdown(calibration))
     save_calibration(checkpoint, fitted[model])  # detection and scoring read it from there
     if run_id is not None:
-        log_table(tracking_uri(uri), run_id, table, scored, levels)
+        log_table(tracking_uri(uri), run_id, table, comparisons, scored, levels)
         log_calibration(tracking_uri(uri), run_id, calibration, scored, fitted, levels, model)
         log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
         log_cam_examples(tracking_uri(uri), run_id, checkpoint, shards, levels[0], methods)

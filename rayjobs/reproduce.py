@@ -11,8 +11,10 @@ Every cell is an ordinary run under its default name (the teacher's shared by bo
 method and by every ablation row), so a relaunch reuses each finished cell and its logged
 evaluation and trains only what is missing; each cell is a child of one MLflow parent run
 (``reproduce-<hash>``) that holds the tables (``reproduce/table<N>.md``) and one metric per
-cell. The cells run one after another. The paper's numbers are data:
-``rayjobs/paper_results.yaml``.
+cell. Independent trainings run at once when the cluster has room (``--concurrent``). Below
+Table 1, the KD student minus the teacher on compressed frames and minus SFFB alone, paired
+over the same test videos, says cell by cell whether distillation paid off. The paper's numbers
+are data: ``rayjobs/paper_results.yaml``.
 """
 
 from __future__ import annotations
@@ -260,6 +262,42 @@ def table1_markdown(cells: list[Cell], methods: tuple[str, ...], levels: tuple[s
     return "\n".join(lines)
 
 
+#: The KD run's baselines (evaluate.py's names) in the gains table, and this table's names.
+GAIN_BASELINES = {"teacher": TEACHER_ON_COMPRESSED, "sffb-alone": ALONE}
+
+
+def kd_gains_markdown(uri: str, cells: list[Cell]) -> str:
+    """SFFB + KD minus each baseline per level and method, in frame ACC and AUC points with
+    their paired 95 % intervals, from the differences the KD run's evaluation logged."""
+    lines = [
+        f"{KD} minus each baseline, on the same test frames (points; 95 % paired bootstrap "
+        "interval over videos; * = the interval excludes 0):",
+        "",
+        "| level | method | minus | frame ACC | frame AUC |",
+        "|---|---|---|---:|---:|",
+    ]
+    client = MlflowClient(uri)
+    for cell in (c for c in cells if c.model == KD):
+        metrics = client.get_run(cell.run_id).data.metrics
+        for baseline, shown in GAIN_BASELINES.items():
+            values = []
+            for name in ("frame_acc", "frame_auc"):
+                key = f"baseline_{baseline}_test_{cell.level}_{name}_delta"
+                values.append(_gain(metrics, key))
+            lines.append(f"| {cell.level} | {cell.method} | {shown} | {' | '.join(values)} |")
+    return "\n".join(lines)
+
+
+def _gain(metrics: dict[str, float], key: str) -> str:
+    """``+1.56 [-3.1, +6.2]`` (``*`` when the interval excludes 0), or — if not logged (an
+    evaluation from before paired differences existed)."""
+    if key not in metrics:
+        return "—"
+    delta, low, high = (100 * metrics[key + end] for end in ("", "_ci_low", "_ci_high"))
+    mark = "*" if low > 0 or high < 0 else ""
+    return f"{delta:+.2f} [{low:+.1f}, {high:+.1f}]{mark}"
+
+
 def ablation_cells(
     job: JobConfig, ablation: Ablation, runs: dict[str, tuple[str, str]]
 ) -> list[Cell]:
@@ -349,7 +387,7 @@ def reproduce(
     printed = []
     if 1 in tables:
         cells = [cell for method in methods for cell in method_cells(job, method, levels, runs)]
-        table = table1_markdown(cells, methods, levels)
+        table = table1_markdown(cells, methods, levels) + "\n\n" + kd_gains_markdown(uri, cells)
         print("\nTable 1 (test split, frame ACC %):\n")
         print(table)
         log_table(uri, parent, 1, cells, table)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from sffb.metrics import INTERVAL_METRICS, evaluate_detection, video_bootstrap
+from sffb.metrics import INTERVAL_METRICS, evaluate_detection, paired_bootstrap, video_bootstrap
 
 
 def scored_videos(videos: int, frames: int = 6, seed: int = 0):
@@ -20,7 +20,7 @@ def scored_videos(videos: int, frames: int = 6, seed: int = 0):
     return labels, np.round(scores, 2), keys  # rounded: ties, which the AUC counts half
 
 
-def reference_intervals(labels, scores, keys, resamples, seed, threshold=0.5):
+def reference_samples(labels, scores, keys, resamples, seed, threshold=0.5):
     """The textbook procedure: draw videos, *copy* their frames, score with scikit-learn."""
     unique = np.unique(keys)
     video_label = np.array([labels[keys == k][0] for k in unique])
@@ -40,7 +40,12 @@ def reference_intervals(labels, scores, keys, resamples, seed, threshold=0.5):
         values["video_acc"].append(
             accuracy_score(video_label[drawn], video_mean[drawn] > threshold)
         )
-    return {name: tuple(np.percentile(v, [2.5, 97.5])) for name, v in values.items()}
+    return {name: np.asarray(v) for name, v in values.items()}
+
+
+def reference_intervals(labels, scores, keys, resamples, seed):
+    samples = reference_samples(labels, scores, keys, resamples, seed)
+    return {name: tuple(np.percentile(v, [2.5, 97.5])) for name, v in samples.items()}
 
 
 def test_equals_direct_resampling():
@@ -86,3 +91,68 @@ def test_deterministic_and_logged_as_metrics():
     assert evaluate_detection(labels, scores, keys).intervals == {}
     with pytest.raises(ValueError, match="confidence"):
         video_bootstrap(labels, scores, keys, confidence=1.5)
+
+
+def test_paired_difference_equals_direct_resampling():
+    labels, scores, keys = scored_videos(12)
+    better = np.clip(scores + 0.1 * labels - 0.05, 0, 1)
+    ours = paired_bootstrap(labels, better, scores, keys, resamples=300, seed=5)
+    a = reference_samples(labels, better, keys, resamples=300, seed=5)
+    b = reference_samples(labels, scores, keys, resamples=300, seed=5)  # the same draws
+    for name in INTERVAL_METRICS:
+        expected = np.percentile(a[name] - b[name], [2.5, 97.5])
+        assert (ours.intervals[name].low, ours.intervals[name].high) == pytest.approx(
+            tuple(expected), abs=1e-12
+        ), name
+    assert ours.delta["frame_auc"] == pytest.approx(
+        roc_auc_score(labels, better) - roc_auc_score(labels, scores), abs=1e-12
+    )
+
+
+def test_paired_difference_separates_what_separate_intervals_cannot():
+    # Model A is B plus a small, consistent improvement on every video: B's own interval is
+    # wide (which videos are drawn), but the paired difference is narrow and excludes 0.
+    labels, scores, keys = scored_videos(16, seed=3)
+    better = np.clip(scores + 0.06 * (2 * labels - 1), 0, 1)
+    alone_a = video_bootstrap(labels, better, keys, resamples=500)["frame_auc"]
+    alone_b = video_bootstrap(labels, scores, keys, resamples=500)["frame_auc"]
+    assert alone_a.low < alone_b.high  # the separate intervals overlap
+    paired = paired_bootstrap(labels, better, scores, keys, resamples=500)
+    assert paired.delta["frame_auc"] > 0 and paired.separates("frame_auc")
+    assert not paired_bootstrap(labels, scores, scores, keys, resamples=50).separates("frame_auc")
+    reverse = paired_bootstrap(labels, scores, better, keys, resamples=500)
+    assert reverse.intervals["frame_auc"].high < 0
+
+
+def scored_split(order: np.ndarray, shift: float = 0.0) -> dict[str, np.ndarray]:
+    """Evaluation's scored columns for the 12 videos of ``scored_videos``, rows in ``order``."""
+    labels, scores, keys = scored_videos(12)
+    columns = {
+        "label": labels,
+        "video_key": keys,
+        "method": np.where(labels == 1, "Deepfakes", "youtube"),
+        "frame_index": np.tile(np.arange(6), 12),
+        "score_c40": np.clip(scores + shift * (2 * labels - 1), 0, 1),
+    }
+    return {name: values[order] for name, values in columns.items()}
+
+
+def test_evaluation_compares_the_model_with_each_baseline_on_the_same_rows():
+    from rayjobs.evaluate import build_comparisons, build_table, comparison_metrics
+
+    rows = np.arange(72)
+    scored = {"model": scored_split(rows, shift=0.05), "teacher": scored_split(rows)}
+    comparisons = build_comparisons(scored, ("c40",), resamples=200)
+    assert [(c.baseline, c.method) for c in comparisons] == [
+        ("teacher", "Deepfakes"),
+        ("teacher", "all"),
+    ]
+    tables = {name: build_table(s, ("c40",), name, resamples=0)[-1] for name, s in scored.items()}
+    expected = tables["model"].report.frame.auc - tables["teacher"].report.frame.auc
+    metrics = comparison_metrics(comparisons)
+    assert metrics["baseline_teacher_test_c40_frame_auc_delta"] == pytest.approx(expected)
+    assert metrics["baseline_teacher_test_c40_video_acc_delta_ci_high"] >= 0
+    # Rows scored in another order (or on other rows) cannot be paired: refused, not mispaired.
+    shuffled = {**scored, "teacher": scored_split(np.random.default_rng(0).permutation(72))}
+    with pytest.raises(ValueError, match="baseline 'teacher' was scored on other test rows"):
+        build_comparisons(shuffled, ("c40",), resamples=10)

@@ -116,6 +116,11 @@ def test_reproduce_trains_every_cell_once_and_logs_a_parent_run(
         line = next(line for line in table.splitlines() if line.startswith(row))
         assert "—" not in line.split("|")[6], line  # this run's number is there
     assert "| 88.90 |" in table  # the paper's SFFB alone, c40, Deepfakes
+    # Whether KD paid off, paired on the same videos: both baselines, with intervals.
+    for baseline in (TEACHER_ON_COMPRESSED, ALONE):
+        start = f"| c40 | Deepfakes | {baseline} |"
+        line = next(x for x in table.splitlines() if x.startswith(start))
+        assert line.count("[") == 2 and "—" not in line, line
 
     client = MlflowClient(job.tracking.tracking_uri)
     experiment = client.get_experiment_by_name(EXPERIMENT)

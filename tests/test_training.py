@@ -308,6 +308,10 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     }
     logged = run.data.metrics["baseline_teacher_test_c40_frame_auc"]
     assert logged == pytest.approx(teacher_c40.report.frame.auc)
+    # Did distillation help: the student minus the teacher on the same frames, paired.
+    delta = metrics["baseline_teacher_test_c40_frame_auc_delta"]
+    assert delta == pytest.approx(metrics["test_c40_frame_auc"] - logged)
+    assert metrics["baseline_teacher_test_c40_frame_auc_delta_ci_low"] <= delta + 1e-9
     evaluation = MlflowClient(job.tracking.tracking_uri).list_artifacts(
         run.info.run_id, "evaluation"
     )
