@@ -2,10 +2,12 @@
 
     serve run rayjobs.serve:app                                  # the newest distilled student
     serve run rayjobs.serve:app model=models:/sffb-student@champion frames=16
-    curl --data-binary @clip.mp4 '127.0.0.1:8000/detect?filename=clip.mp4'
+    curl -F file=@clip.mp4 127.0.0.1:8000/detect                  # a form upload
+    curl --data-binary @clip.mp4 '127.0.0.1:8000/detect?filename=clip.mp4'   # or the raw body
 
-``POST /detect`` takes the file as the request body (``filename`` says what it is: its suffix
-tells an image from a video) and answers the record ``detect.py`` writes for a file; a file
+``POST /detect`` takes the file as a multipart form upload (its first file field) or as the
+request body (``filename`` then says what it is: its suffix tells an image from a video) and
+answers the record ``detect.py`` writes for a file; a file
 that cannot be scored gets a 400 with the reason, and the server keeps serving. ``GET /healthz``
 says which model is loaded. Two deployments: the ingress cuts each upload into face crops (the
 training data's frame sampler, detector and crop size, read from the checkpoint), and the model
@@ -22,6 +24,9 @@ from pathlib import Path
 import numpy as np
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -71,8 +76,11 @@ class Detector:
                                  "level": self.trained.level})  # fmt: skip
         if request.method != "POST" or not request.url.path.rstrip("/").endswith("/detect"):
             return JSONResponse({"error": "use POST /detect or GET /healthz"}, status_code=404)
-        name = Path(request.query_params.get("filename", "upload.mp4")).name or "upload.mp4"
-        body = await request.body()
+        try:
+            name, body = await uploaded_file(request)
+        except ValueError as error:
+            status = 413 if isinstance(error, UploadTooLarge) else 400
+            return JSONResponse({"path": None, "error": str(error)}, status_code=status)
         if not body:
             return JSONResponse({"path": name, "error": "empty upload"}, status_code=400)
         if len(body) > MAX_UPLOAD_BYTES:
@@ -96,6 +104,33 @@ class Detector:
             path = Path(directory) / name
             path.write_bytes(body)
             return file_faces(str(path), self.crops).faces
+
+
+class UploadTooLarge(ValueError):
+    """An upload over MAX_UPLOAD_BYTES (answered 413)."""
+
+
+async def uploaded_file(request: Request) -> tuple[str, bytes]:
+    """(file name, bytes) of the upload: a multipart form's first file (``curl -F``), else the
+    raw body named by ``?filename=``. A form without a file is a ValueError."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        try:
+            async with request.form(max_files=1, max_fields=16) as form:
+                upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
+                if upload is None:
+                    raise ValueError("the multipart form holds no file")
+                if (upload.size or 0) > MAX_UPLOAD_BYTES:
+                    raise UploadTooLarge(f"upload too large (over {MAX_UPLOAD_BYTES} bytes)")
+                return _safe_name(upload.filename), await upload.read()
+        except (MultiPartException, HTTPException) as error:  # a malformed form
+            detail = getattr(error, "detail", error)
+            raise ValueError(f"unreadable multipart form: {detail}") from None
+    return _safe_name(request.query_params.get("filename")), await request.body()
+
+
+def _safe_name(name: str | None) -> str:
+    """The upload's base name (never a path), ``upload.mp4`` when it has none."""
+    return Path(name or "").name or "upload.mp4"
 
 
 def app(args: dict[str, str]) -> serve.Application:

@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import requests
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -208,20 +209,21 @@ def test_grad_cam_matches_a_direct_computation():
         np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def _post(url: str, body: bytes) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=120) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+def _post(url: str, name: str, body: bytes, form: bool) -> tuple[int, dict]:
+    """POST a file as ``curl -F file=@name`` does (``form``) or as the raw body + ?filename=."""
+    if form:
+        answer = requests.post(f"{url}/detect", files={"file": (name, body)}, timeout=120)
+    else:
+        answer = requests.post(f"{url}/detect", params={"filename": name}, data=body, timeout=120)
+    return answer.status_code, answer.json()
 
 
 def test_ray_serve_answers_concurrent_uploads_and_survives_a_corrupt_one(
     ray_session, synthetic_root, teacher
 ):
-    """Eight clips posted at once are each scored as detection scores them (frames batched
-    across requests); a corrupt upload gets a 400 with its reason; the server still answers."""
+    """Eight clips posted at once, half as form uploads and half as raw bodies, are each scored
+    as detection scores them (frames batched across requests); a corrupt upload and a form
+    without a file get a 400 with the reason; the server still answers."""
     from ray import serve
 
     from rayjobs.serve import app
@@ -239,8 +241,8 @@ def test_ray_serve_answers_concurrent_uploads_and_survives_a_corrupt_one(
     try:
         serve.run(app({"model": str(teacher)}), name="sffb", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
-        uploads = [(f"{url}/detect?filename={c.name}", c.read_bytes()) for c in clips]
-        uploads.append((f"{url}/detect?filename=bad.mp4", b"\x00\x01 not a video"))
+        uploads = [(url, c.name, c.read_bytes(), i % 2 == 0) for i, c in enumerate(clips)]
+        uploads.append((url, "bad.mp4", b"\x00\x01 not a video", True))
         with ThreadPoolExecutor(len(uploads)) as pool:
             answers = list(pool.map(lambda u: _post(*u), uploads))
         for clip, (status, record) in zip(clips, answers, strict=False):
@@ -250,6 +252,9 @@ def test_ray_serve_answers_concurrent_uploads_and_survives_a_corrupt_one(
             assert record["path"] == clip.name and record["label"] in ("real", "fake")
         status, record = answers[-1]
         assert status == 400 and "not a readable video" in record["error"]
+        assert record["path"] == "bad.mp4"
+        no_file = requests.post(f"{url}/detect", files={"note": (None, "hi")}, timeout=60)
+        assert no_file.status_code == 400 and "holds no file" in no_file.json()["error"]
         with urllib.request.urlopen(f"{url}/healthz", timeout=30) as answer:
             assert json.loads(answer.read())["model"] == str(teacher)
     finally:
