@@ -20,10 +20,10 @@ import ray.data
 from ray.data import FileShuffleConfig
 
 from data_prep.cluster import ensure_ray
-from rayjobs.config import add_config_arguments, config_from_args
-from rayjobs.data import methods_filter, shard_files, sized_footer_pool
-from rayjobs.launch import resolve_data
-from rayjobs.reproducible import ingest_options, stream_seed
+from rayjobs.lib.config import add_config_arguments, config_from_args
+from rayjobs.lib.data import methods_filter, shard_files, sized_footer_pool
+from rayjobs.lib.launch import resolve_data
+from rayjobs.lib.reproducible import ingest_options, stream_seed
 
 
 def batch_mix(job, epochs: int = 2) -> dict:

@@ -5,7 +5,7 @@ runs it):
 
 1. CPU stage, one process: ``data_prep.media.file_faces`` (decode, even sampling, face
    detection, crop) per clip, at the given frames per video and crop size: videos/s per core.
-2. Model stage, one process: ``rayjobs.scoring.fake_scores`` on batches of uint8 crops at the
+2. Model stage, one process: ``rayjobs.lib.scoring.fake_scores`` on batches of uint8 crops at the
    model's input size (a random-weight SFFB of the given backbone): frames/s. Runs on CUDA when
    present (bf16 autocast, as the detection actors do).
 3. End to end: ``rayjobs.detect.detect`` over the clips on a local Ray cluster (already
@@ -32,7 +32,7 @@ import torch
 from data_prep.media import CropSettings, file_faces
 from data_prep.prepare import PrepareConfig
 from data_prep.synthetic import SyntheticConfig, generate
-from rayjobs.scoring import fake_scores, model_device
+from rayjobs.lib.scoring import fake_scores, model_device
 from sffb.model import SFFB, SFFBConfig
 
 
@@ -91,8 +91,8 @@ def end_to_end(paths: list[Path], checkpoint: Path, frames: int) -> dict:
 def write_checkpoint(folder: Path, backbone: str, size: int, crop: int, frames: int) -> Path:
     """A random-weight checkpoint as training writes it, with its preparation settings."""
     folder.mkdir(parents=True, exist_ok=True)
-    from rayjobs.checkpoints import save_state
-    from rayjobs.config import load_job_config
+    from rayjobs.lib.checkpoints import save_state
+    from rayjobs.lib.config import load_job_config
 
     job = load_job_config("cpu-demo", overrides=[f"model.backbone={backbone}",
                                                  f"model.image_size={size}"])  # fmt: skip

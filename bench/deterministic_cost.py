@@ -12,8 +12,8 @@ import argparse
 import tempfile
 import time
 
-from rayjobs.config import load_job_config
-from rayjobs.launch import resolve_data, run_training
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.launch import resolve_data, run_training
 
 SMALL = ["model.backbone=test_resnet", "model.image_size=64", "data.methods=[]",
          "optim.epochs=2", "tracking.system_metrics_interval_s=0"]  # fmt: skip

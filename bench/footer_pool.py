@@ -19,9 +19,9 @@ import time
 from dataclasses import replace
 
 from data_prep.cluster import ensure_ray
-from rayjobs.config import load_job_config
-from rayjobs.data import FOOTER_ACTORS_VARIABLE, footer_readers, paired_dataset, shard_files
-from rayjobs.launch import resolve_data
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import FOOTER_ACTORS_VARIABLE, footer_readers, paired_dataset, shard_files
+from rayjobs.lib.launch import resolve_data
 
 RAY_DEFAULT = 32
 

@@ -34,8 +34,8 @@ import torch
 
 from data_prep import storage
 from data_prep.shards import png_column
-from rayjobs.checkpoints import load_state, model_from_state
-from rayjobs.data import decode_pngs, shard_files
+from rayjobs.lib.checkpoints import load_state, model_from_state
+from rayjobs.lib.data import decode_pngs, shard_files
 from sffb.losses import TERMS, DistillationLoss
 from sffb.model import SFFB, SFFBOutput
 

@@ -2,7 +2,7 @@
 
 Measured in one run, on synthetic FF++ shards (real H.264, Haar crops, PNG columns):
 
-1. Ray Data paired decode throughput (the production ``rayjobs.data.paired_dataset``), in pairs
+1. Ray Data paired decode throughput (the production ``rayjobs.lib.data.paired_dataset``), in pairs
    per second per CPU core, for each ``data.augment_on`` variant (``device``: decode only, the
    pair is augmented on the training device; ``cpu``: decode + augment in Ray Data), next to the
    floor: a plain single-process loop of ``cv2.imdecode`` over the same Parquet bytes.
@@ -11,8 +11,8 @@ Measured in one run, on synthetic FF++ shards (real H.264, Haar crops, PNG colum
    against the GPU's KD step rate (``--gpu-samples-per-s``, or the best variant of a
    ``bench/step.py --json`` file given with ``--step-json``).
 3. The Ray overhead ratio: samples/s of a one-worker TorchTrainer fed by Ray Data, divided by a
-   bare PyTorch loop over in-memory batches; the same ``rayjobs.step.TrainingStep``, model, batch
-   and thread count, one after the other in this process's run.
+   bare PyTorch loop over in-memory batches; the same ``rayjobs.lib.step.TrainingStep``, model,
+   batch and thread count, one after the other in this process's run.
 
     PYTHONPATH=. python bench/pipeline.py --crop-size 256 --json pipeline.json
 """
@@ -45,11 +45,11 @@ from ray.train.torch import TorchTrainer
 from data_prep.prepare import PrepareConfig, prepare
 from data_prep.shards import complete_shards, png_column
 from data_prep.synthetic import SyntheticConfig, generate
-from rayjobs.config import DataConfig, JobConfig, load_job_config
-from rayjobs.configtree import from_dict, to_dict
-from rayjobs.data import paired_dataset
-from rayjobs.step import TrainingStep
-from rayjobs.tracking import git_commit
+from rayjobs.lib.config import DataConfig, JobConfig, load_job_config
+from rayjobs.lib.configtree import from_dict, to_dict
+from rayjobs.lib.data import paired_dataset
+from rayjobs.lib.step import TrainingStep
+from rayjobs.lib.tracking import git_commit
 from sffb.losses import DistillationLoss
 from sffb.model import SFFB
 

@@ -30,8 +30,8 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
 
 from data_prep.defaults import local_workdir
-from rayjobs.config import TrackingConfig
-from rayjobs.tracking import tracking_uri
+from rayjobs.lib.config import TrackingConfig
+from rayjobs.lib.tracking import tracking_uri
 
 #: Final metrics shown by default (those a run has); ``--metrics all`` shows every one.
 DEFAULT_METRICS = (

@@ -17,10 +17,10 @@ import sys
 from dataclasses import replace
 
 from data_prep import storage
-from rayjobs.checkpoints import has_checkpoint
-from rayjobs.config import JobConfig, add_config_arguments, config_from_args
 from rayjobs.evaluate import evaluate
-from rayjobs.launch import (
+from rayjobs.lib.checkpoints import has_checkpoint
+from rayjobs.lib.config import JobConfig, add_config_arguments, config_from_args
+from rayjobs.lib.launch import (
     USER_ERRORS,
     best_checkpoint_path,
     default_run_name,
@@ -29,7 +29,7 @@ from rayjobs.launch import (
     run_training,
     storage_path,
 )
-from rayjobs.tracking import find_run, tracking_uri
+from rayjobs.lib.tracking import find_run, tracking_uri
 
 
 def ensure_teacher(job: JobConfig, checkpoint: str | None, uri: str) -> tuple[str, dict[str, str]]:

@@ -12,7 +12,7 @@ teacher applied to compressed frames and SFFB trained alone on them.
 
 ``--shards A B ...`` evaluates on the first and adds the cross-dataset AUC matrix over all;
 ``--matrix --checkpoint C1 C2 ... --shards A B ...`` gives only the matrix, models x datasets
-(``rayjobs/cross_dataset.py``).
+(``rayjobs/lib/cross_dataset.py``).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
-from rayjobs.calibration import LevelCalibration, calibrate, save_calibration
-from rayjobs.cam_examples import log_cam_examples
-from rayjobs.checkpoints import STATE_FILE, load_model, load_state
-from rayjobs.config import DataConfig
-from rayjobs.cross_dataset import (
+from rayjobs.lib.calibration import LevelCalibration, calibrate, save_calibration
+from rayjobs.lib.cam_examples import log_cam_examples
+from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
+from rayjobs.lib.config import DataConfig
+from rayjobs.lib.cross_dataset import (
     auc_matrix,
     checkpoint_name,
     dataset_name,
@@ -44,12 +44,12 @@ from rayjobs.cross_dataset import (
     matrix_markdown,
     unique_names,
 )
-from rayjobs.data import KEY_COLUMNS, check_methods, paired_dataset, shard_files
-from rayjobs.launch import USER_ERRORS, ensure_ray
-from rayjobs.preflight import Needs, check_every_node
-from rayjobs.run_inputs import log_shard_inputs
-from rayjobs.scoring import fake_scores, model_device
-from rayjobs.tracking import find_or_create_run, tracking_uri
+from rayjobs.lib.data import KEY_COLUMNS, check_methods, paired_dataset, shard_files
+from rayjobs.lib.launch import USER_ERRORS, ensure_ray
+from rayjobs.lib.preflight import Needs, check_every_node
+from rayjobs.lib.run_inputs import log_shard_inputs
+from rayjobs.lib.scoring import fake_scores, model_device
+from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import (
     INTERVAL_METRICS,

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rayjobs.config import add_config_arguments, config_from_args
-from rayjobs.launch import USER_ERRORS, run_training
+from rayjobs.lib.config import add_config_arguments, config_from_args
+from rayjobs.lib.launch import USER_ERRORS, run_training
 
 
 def main(argv: list[str] | None = None) -> None:

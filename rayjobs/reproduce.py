@@ -32,10 +32,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from data_prep.cluster import ensure_ray
-from rayjobs.config import JobConfig, add_config_arguments, config_from_args
-from rayjobs.configtree import flatten, from_dict, merge, parse_override, to_dict
 from rayjobs.evaluate import TableRow, evaluate
-from rayjobs.launch import (
+from rayjobs.lib.config import JobConfig, add_config_arguments, config_from_args
+from rayjobs.lib.configtree import flatten, from_dict, merge, parse_override, to_dict
+from rayjobs.lib.launch import (
     USER_ERRORS,
     best_checkpoint_path,
     default_run_name,
@@ -45,9 +45,9 @@ from rayjobs.launch import (
     storage_path,
     use_gpu,
 )
-from rayjobs.run_names import run_identity
-from rayjobs.tracking import find_or_create_run, find_run, set_tags, tracking_uri
-from rayjobs.training_graph import Training, TrainingFailed, room_for, train_all
+from rayjobs.lib.run_names import run_identity
+from rayjobs.lib.tracking import find_or_create_run, find_run, set_tags, tracking_uri
+from rayjobs.lib.training_graph import Training, TrainingFailed, room_for, train_all
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 TEACHER, ALONE, KD = "SFFB teacher", "SFFB alone", "SFFB + KD"

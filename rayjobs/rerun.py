@@ -24,11 +24,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from data_prep import storage
-from rayjobs.checkpoints import has_checkpoint
-from rayjobs.config import JobConfig
-from rayjobs.configtree import from_dict, load_yaml
-from rayjobs.launch import USER_ERRORS, TrainOutcome, run_training
-from rayjobs.tracking import (
+from rayjobs.lib.checkpoints import has_checkpoint
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.configtree import from_dict, load_yaml
+from rayjobs.lib.launch import USER_ERRORS, TrainOutcome, run_training
+from rayjobs.lib.tracking import (
     file_sha256,
     find_run,
     git_commit,

@@ -33,11 +33,11 @@ from starlette.responses import JSONResponse
 from data_prep import storage
 from data_prep.media import file_faces
 from data_prep.video import VideoError
-from rayjobs.checkpoints import load_state, model_from_state
-from rayjobs.data import to_model_size
-from rayjobs.detection_results import file_record
-from rayjobs.scoring import fake_scores, model_device
-from rayjobs.trained_model import load_trained_model, resolve_model
+from rayjobs.lib.checkpoints import load_state, model_from_state
+from rayjobs.lib.data import to_model_size
+from rayjobs.lib.detection_results import file_record
+from rayjobs.lib.scoring import fake_scores, model_device
+from rayjobs.lib.trained_model import load_trained_model, resolve_model
 
 MAX_BATCH = 64  # frames per model call
 BATCH_WAIT_S = 0.02  # how long a partial batch waits for frames of other requests

@@ -26,10 +26,10 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 from data_prep import storage
-from rayjobs.checkpoints import has_checkpoint
-from rayjobs.config import JobConfig
-from rayjobs.configtree import flatten, to_dict
-from rayjobs.launch import (
+from rayjobs.lib.checkpoints import has_checkpoint
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.configtree import flatten, to_dict
+from rayjobs.lib.launch import (
     USER_ERRORS,
     best_checkpoint_path,
     cluster_preflight,
@@ -41,9 +41,9 @@ from rayjobs.launch import (
     run_training,
     storage_path,
 )
-from rayjobs.mlflow_model import crown_champion
-from rayjobs.search_space import SearchSpace, load_space
-from rayjobs.tracking import (
+from rayjobs.lib.mlflow_model import crown_champion
+from rayjobs.lib.search_space import SearchSpace, load_space
+from rayjobs.lib.tracking import (
     BEST_CHECKPOINT_TAG,
     entry_point,
     find_or_create_run,

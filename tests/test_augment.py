@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rayjobs.augment import AugmentDraw, apply, augment_together, draw
-from rayjobs.config import AugmentConfig, DataConfig, JobConfig
+from rayjobs.lib.augment import AugmentDraw, apply, augment_together, draw
+from rayjobs.lib.config import AugmentConfig, DataConfig, JobConfig
 
 LUMA = np.array([0.299, 0.587, 0.114])
 

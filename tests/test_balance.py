@@ -11,9 +11,9 @@ import pytest
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from rayjobs.balance import RepeatClass, resolve_balance, train_class_counts
-from rayjobs.config import load_job_config
-from rayjobs.data import paired_dataset, shard_files
+from rayjobs.lib.balance import RepeatClass, resolve_balance, train_class_counts
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import paired_dataset, shard_files
 from sffb.losses import DistillationLoss
 from sffb.model import SFFBOutput
 

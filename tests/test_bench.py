@@ -17,8 +17,8 @@ import torch
 from sklearn.metrics import accuracy_score
 
 from bench.kd_diagnosis import load_batch
-from rayjobs.checkpoints import load_model, save_state
-from rayjobs.config import load_job_config
+from rayjobs.lib.checkpoints import load_model, save_state
+from rayjobs.lib.config import load_job_config
 from sffb.model import SFFB
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import pytest
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import log_loss, roc_auc_score
 
-from rayjobs.calibration import (
+from rayjobs.lib.calibration import (
     LevelCalibration,
     best_threshold,
     calibrate,

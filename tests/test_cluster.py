@@ -29,9 +29,9 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from rayjobs.config import load_job_config
-from rayjobs.run_names import default_run_name
-from rayjobs.trained_model import resolve_model
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.run_names import default_run_name
+from rayjobs.lib.trained_model import resolve_model
 from tests.helpers import TEST_FRAMES
 from tests.ray_nodes import LocalCluster, can_hide_folders
 from tests.servers import S3_KEYS, mlflow_server, s3_endpoint

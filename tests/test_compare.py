@@ -15,8 +15,8 @@ from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
 from rayjobs.compare import main
-from rayjobs.run_inputs import log_shard_inputs
-from rayjobs.tracking import ensure_experiment, experiment_url
+from rayjobs.lib.run_inputs import log_shard_inputs
+from rayjobs.lib.tracking import ensure_experiment, experiment_url
 from tests.servers import mlflow_server
 
 EXPERIMENT = "compare-test"

@@ -7,8 +7,8 @@ import threading
 
 from mlflow.tracking import MlflowClient
 
-from rayjobs.run_inputs import log_shard_inputs
-from rayjobs.tracking import without_insert_races
+from rayjobs.lib.run_inputs import log_shard_inputs
+from rayjobs.lib.tracking import without_insert_races
 
 RUNS = 8
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from rayjobs.checkpoints import load_model, save_state
-from rayjobs.config import load_job_config
-from rayjobs.data import decode_pngs
 from rayjobs.evaluate import main
-from rayjobs.scoring import fake_scores
+from rayjobs.lib.checkpoints import load_model, save_state
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import decode_pngs
+from rayjobs.lib.scoring import fake_scores
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
 

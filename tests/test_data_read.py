@@ -6,8 +6,8 @@ import os
 
 from ray.util.state import list_actors
 
-from rayjobs.config import load_job_config
-from rayjobs.data import FOOTER_ACTORS_VARIABLE, footer_readers, paired_dataset, shard_files
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import FOOTER_ACTORS_VARIABLE, footer_readers, paired_dataset, shard_files
 
 
 def _footer_actors_started() -> int:

@@ -22,14 +22,14 @@ from mlflow.tracking import MlflowClient
 from data_prep.media import file_faces
 from data_prep.shards import png_column
 from data_prep.video import Encoding, encode_video, iter_frames, probe
-from rayjobs.calibration import LevelCalibration, save_calibration
-from rayjobs.checkpoints import load_model, save_state
-from rayjobs.config import load_job_config
-from rayjobs.data import decode_pngs, to_model_size
 from rayjobs.detect import detect, main
-from rayjobs.detection_results import read_results
-from rayjobs.scoring import fake_scores
-from rayjobs.trained_model import load_trained_model, resolve_model
+from rayjobs.lib.calibration import LevelCalibration, save_calibration
+from rayjobs.lib.checkpoints import load_model, save_state
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import decode_pngs, to_model_size
+from rayjobs.lib.detection_results import read_results
+from rayjobs.lib.scoring import fake_scores
+from rayjobs.lib.trained_model import load_trained_model, resolve_model
 from sffb.cam import stage_cams
 from sffb.model import SFFB, SFFBConfig
 from tests.servers import free_port

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from data_prep.prepare import PrepareConfig
-from rayjobs.checkpoints import load_state
-from rayjobs.config import load_job_config
-from rayjobs.data import DataError, check_methods
+from rayjobs.lib.checkpoints import load_state
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import DataError, check_methods
 
 
 def test_a_per_worker_batch_of_one_is_refused():

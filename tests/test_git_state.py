@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from rayjobs.tracking import git_commit, uncommitted_changes
+from rayjobs.lib.tracking import git_commit, uncommitted_changes
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rayjobs.config import JobConfig, load_job_config
-from rayjobs.configtree import ConfigError, flatten, from_dict, parse_override, to_dict
+from rayjobs.lib.config import JobConfig, load_job_config
+from rayjobs.lib.configtree import ConfigError, flatten, from_dict, parse_override, to_dict
 
 
 def test_presets():
@@ -73,7 +73,7 @@ def test_sync_batchnorm_only_for_multi_gpu_ddp():
 
     import torch
 
-    from rayjobs.train_loop import with_sync_batchnorm
+    from rayjobs.lib.train_loop import with_sync_batchnorm
     from sffb import SFFB, SFFBConfig
 
     job = load_job_config("cpu-demo")

@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from rayjobs.config import OptimConfig
-from rayjobs.train_loop import lr_schedule
+from rayjobs.lib.config import OptimConfig
+from rayjobs.lib.train_loop import lr_schedule
 
 
 def _optimiser(lr: float) -> torch.optim.Optimizer:

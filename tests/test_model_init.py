@@ -7,8 +7,8 @@ import json
 import pytest
 import torch
 
-from rayjobs.checkpoints import check_teacher_init, initial_model, load_model, save_state
-from rayjobs.config import load_job_config
+from rayjobs.lib.checkpoints import check_teacher_init, initial_model, load_model, save_state
+from rayjobs.lib.config import load_job_config
 
 TINY = ["model.backbone=test_resnet", "model.image_size=64"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from data_prep.prepare import InputUnavailableError, process_video
 from data_prep.readers import read_dataset
-from rayjobs.preflight import Needs, PreflightError, check_every_node
+from rayjobs.lib.preflight import Needs, PreflightError, check_every_node
 from tests.helpers import small_prepare_config
 from tests.servers import free_port
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from rayjobs.config import load_job_config
+from rayjobs.lib.config import load_job_config
 from rayjobs.reproduce import (
     ALONE,
     KD,

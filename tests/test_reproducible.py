@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rayjobs.config import load_job_config
-from rayjobs.data import paired_dataset, shard_files
-from rayjobs.reproducible import ingest_options, stream_seed
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import paired_dataset, shard_files
+from rayjobs.lib.reproducible import ingest_options, stream_seed
 
 
 def test_stream_seeds_differ_per_epoch_and_rank_and_fit_31_bits():

@@ -9,9 +9,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from data_prep.faces import CropBox
-from rayjobs.checkpoints import save_state
-from rayjobs.config import load_job_config
 from rayjobs.evaluate import score_test_split
+from rayjobs.lib.checkpoints import save_state
+from rayjobs.lib.config import load_job_config
 from rayjobs.robustness import DEGRADATIONS, Degradation, degrade_frame, main
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB

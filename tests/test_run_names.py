@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rayjobs.config import load_job_config
-from rayjobs.configtree import flatten, to_dict
-from rayjobs.run_names import check_resume, default_run_name, identity_differences
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.configtree import flatten, to_dict
+from rayjobs.lib.run_names import check_resume, default_run_name, identity_differences
 
 
 def job(*overrides: str):
@@ -14,7 +14,7 @@ def job(*overrides: str):
 
 
 def logged(job_config) -> dict[str, str]:
-    """The params a run of ``job_config`` logged (as rayjobs.launch logs them)."""
+    """The params a run of ``job_config`` logged (as rayjobs.lib.launch logs them)."""
     return {k: str(v) for k, v in flatten(to_dict(job_config)).items()}
 
 

@@ -8,8 +8,8 @@ import pytest
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from rayjobs.configtree import ConfigError
-from rayjobs.search_space import load_space
+from rayjobs.lib.configtree import ConfigError
+from rayjobs.lib.search_space import load_space
 from rayjobs.tune import search_algorithm
 
 SPACES = Path(__file__).resolve().parents[1] / "tune_spaces"

@@ -26,21 +26,21 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
-from rayjobs.balance import train_class_counts
-from rayjobs.calibration import load_calibration
-from rayjobs.checkpoints import load_model, load_state
-from rayjobs.config import load_job_config
-from rayjobs.data import decode_pngs
 from rayjobs.detect import detect
-from rayjobs.detection_results import read_results
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate, score_test_split
-from rayjobs.launch import best_checkpoint_path, default_run_name, run_training
+from rayjobs.lib.balance import train_class_counts
+from rayjobs.lib.calibration import load_calibration
+from rayjobs.lib.checkpoints import load_model, load_state
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.data import decode_pngs
+from rayjobs.lib.detection_results import read_results
+from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_training
+from rayjobs.lib.scoring import fake_scores
+from rayjobs.lib.tracking import uncommitted_changes
+from rayjobs.lib.trained_model import resolve_model
 from rayjobs.rerun import main as rerun_main
 from rayjobs.rerun import rerun
-from rayjobs.scoring import fake_scores
-from rayjobs.tracking import uncommitted_changes
-from rayjobs.trained_model import resolve_model
 from sffb.model import SFFB
 from tests.servers import free_port, serving
 

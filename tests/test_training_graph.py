@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from rayjobs.config import load_job_config
-from rayjobs.training_graph import Training, TrainingFailed, room_for, train_all
+from rayjobs.lib.config import load_job_config
+from rayjobs.lib.training_graph import Training, TrainingFailed, room_for, train_all
 
 
 def _job(method: str, *overrides: str):

@@ -16,7 +16,7 @@ from pathlib import Path
 from mlflow.tracking import MlflowClient
 
 from data_prep import storage
-from rayjobs.data import check_levels
+from rayjobs.lib.data import check_levels
 from sffb.metrics import DetectionReport, evaluate_detection
 
 MATRIX_RESAMPLES = 1000

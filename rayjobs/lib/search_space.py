@@ -25,8 +25,8 @@ from typing import Any
 
 from ray import tune
 
-from rayjobs.config import PRESETS, JobConfig, load_job_config
-from rayjobs.configtree import ConfigError, from_dict, load_yaml, merge, nest, to_dict
+from rayjobs.lib.config import PRESETS, JobConfig, load_job_config
+from rayjobs.lib.configtree import ConfigError, from_dict, load_yaml, merge, nest, to_dict
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "grid", "fixed")
 

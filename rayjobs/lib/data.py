@@ -25,9 +25,9 @@ from ray.data.expressions import col
 
 from data_prep import storage
 from data_prep.shards import complete_shards, png_column
-from rayjobs.augment import augment_together
-from rayjobs.balance import RepeatClass
-from rayjobs.config import AugmentConfig, DataConfig
+from rayjobs.lib.augment import augment_together
+from rayjobs.lib.balance import RepeatClass
+from rayjobs.lib.config import AugmentConfig, DataConfig
 
 
 class DataError(ValueError):

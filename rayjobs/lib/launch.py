@@ -3,7 +3,7 @@
 Everything that can be wrong with a configuration is checked here before any worker starts: the
 backbone and fusion names, the shards and their levels, the teacher checkpoint (on the driver),
 then that every node of the cluster sees the shards, the teacher and the storage
-(``rayjobs.preflight``). Every location is a path or a URI (``data_prep.storage``); local paths
+(``rayjobs.lib.preflight``). Every location is a path or a URI (``data_prep.storage``); local paths
 are made absolute (Ray resolves relative ones inside a job's working directory).
 """
 
@@ -26,23 +26,23 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
-from rayjobs.balance import resolve_balance, train_class_counts
-from rayjobs.checkpoints import (
+from rayjobs.lib.balance import resolve_balance, train_class_counts
+from rayjobs.lib.checkpoints import (
     METRICS_FILE,
     STATE_FILE,
     best_stored_checkpoint,
     check_teacher_init,
     has_checkpoint,
 )
-from rayjobs.config import JobConfig
-from rayjobs.configtree import flatten, to_dict
-from rayjobs.data import DataError, check_levels, check_methods, paired_dataset, shard_files
-from rayjobs.mlflow_model import log_detector
-from rayjobs.preflight import Needs, PreflightError, check_every_node
-from rayjobs.reproducible import ingest_options, restored_epoch
-from rayjobs.run_inputs import log_shard_inputs
-from rayjobs.run_names import check_resume, default_run_name, teacher_job
-from rayjobs.tracking import (
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.configtree import flatten, to_dict
+from rayjobs.lib.data import DataError, check_levels, check_methods, paired_dataset, shard_files
+from rayjobs.lib.mlflow_model import log_detector
+from rayjobs.lib.preflight import Needs, PreflightError, check_every_node
+from rayjobs.lib.reproducible import ingest_options, restored_epoch
+from rayjobs.lib.run_inputs import log_shard_inputs
+from rayjobs.lib.run_names import check_resume, default_run_name, teacher_job
+from rayjobs.lib.tracking import (
     BEST_CHECKPOINT_TAG,
     EpochLogger,
     experiment_url,
@@ -54,7 +54,7 @@ from rayjobs.tracking import (
     sqlite_file,
     tracking_uri,
 )
-from rayjobs.train_loop import SELECTION_METRIC, train_worker
+from rayjobs.lib.train_loop import SELECTION_METRIC, train_worker
 
 MODES = ("teacher", "student")
 
@@ -64,7 +64,7 @@ class SplitValidationConfig(ray.train.DataConfig):
 
     ``deterministic``: the training rows keep their order and go to workers by count, not by
     locality, and the file order of each epoch is the one an uninterrupted run would read
-    (``rayjobs/reproducible.py``): Ray Data reseeds the file shuffle per execution of the
+    (``rayjobs/lib/reproducible.py``): Ray Data reseeds the file shuffle per execution of the
     dataset, so a run resumed at epoch k (a relaunch, or workers restarted after a failure)
     starts counting executions at k, the epoch of the checkpoint Ray Train restores.
     """
@@ -146,7 +146,7 @@ def preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None
 
 def cluster_preflight(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> None:
     """Every alive node reads a shard of each split and the teacher, and shares the storage
-    and the tracking store with the driver (``rayjobs.preflight``)."""
+    and the tracking store with the driver (``rayjobs.lib.preflight``)."""
     readable = [shard_files(job.data.shards, split)[0] for split in ("train", "val")]
     if job.needs_teacher_checkpoint(mode) and teacher_checkpoint is not None:
         readable.append(storage.join(teacher_checkpoint, STATE_FILE))

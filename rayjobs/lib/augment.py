@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import torch
 
-from rayjobs.config import AugmentConfig
+from rayjobs.lib.config import AugmentConfig
 
 _LUMA = (0.299, 0.587, 0.114)
 

@@ -20,8 +20,8 @@ from typing import Any
 import torch
 
 from data_prep import storage
-from rayjobs.config import ARCHITECTURE_KEYS, JobConfig
-from rayjobs.configtree import from_dict, to_dict
+from rayjobs.lib.config import ARCHITECTURE_KEYS, JobConfig
+from rayjobs.lib.configtree import from_dict, to_dict
 from sffb.model import SFFB, SFFBConfig
 
 STATE_FILE = "state.pt"

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
 from data_prep import storage
-from rayjobs.tracking import without_insert_races
+from rayjobs.lib.tracking import without_insert_races
 
 #: How a run uses each split, in MLflow's context vocabulary.
 CONTEXTS = {"train": "training", "val": "validation", "test": "test"}

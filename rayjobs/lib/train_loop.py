@@ -23,11 +23,11 @@ from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 
-from rayjobs.checkpoints import initial_model, load_model, load_state, save_state
-from rayjobs.config import JobConfig, OptimConfig
-from rayjobs.configtree import from_dict
-from rayjobs.reproducible import stream_seed
-from rayjobs.step import TrainingStep, autocast, prepare_input
+from rayjobs.lib.checkpoints import initial_model, load_model, load_state, save_state
+from rayjobs.lib.config import JobConfig, OptimConfig
+from rayjobs.lib.configtree import from_dict
+from rayjobs.lib.reproducible import stream_seed
+from rayjobs.lib.step import TrainingStep, autocast, prepare_input
 from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
 from sffb.metrics import evaluate_detection
@@ -183,7 +183,9 @@ def train_worker(loop_config: dict) -> None:
         fused=job.optim.fused and device.type == "cuda",
     )
     schedule = lr_schedule(optimiser, job.optim)
-    weights = loop_config.get("class_weights")  # data.balance: loss_weights (rayjobs/balance.py)
+    weights = loop_config.get(
+        "class_weights"
+    )  # data.balance: loss_weights (rayjobs/lib/balance.py)
     weights = tuple(weights) if weights else None
     loss_fn = (
         DistillationLoss(**vars(job.loss), class_weights=weights)

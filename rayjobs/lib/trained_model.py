@@ -18,11 +18,11 @@ from mlflow.tracking import MlflowClient
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
 from data_prep.media import CropSettings
-from rayjobs.calibration import LevelCalibration, load_calibration
-from rayjobs.checkpoints import load_state
-from rayjobs.config import JobConfig, TrackingConfig
-from rayjobs.mlflow_model import run_of_registered
-from rayjobs.tracking import BEST_CHECKPOINT_TAG, tracking_uri
+from rayjobs.lib.calibration import LevelCalibration, load_calibration
+from rayjobs.lib.checkpoints import load_state
+from rayjobs.lib.config import JobConfig, TrackingConfig
+from rayjobs.lib.mlflow_model import run_of_registered
+from rayjobs.lib.tracking import BEST_CHECKPOINT_TAG, tracking_uri
 
 
 def checkpoint_of_run(run_id: str, uri: str) -> str:
@@ -74,7 +74,7 @@ def resolve_model(
 @dataclass(frozen=True)
 class TrainedModel:
     checkpoint: str
-    state: dict  # as rayjobs.checkpoints.load_state returns it
+    state: dict  # as rayjobs.lib.checkpoints.load_state returns it
     crops: CropSettings  # how its training crops were cut
     level: str  # the compression level it was trained to read
     calibration: LevelCalibration | None  # fitted on validation at that level, if evaluated

@@ -17,8 +17,8 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from data_prep.shards import png_column
-from rayjobs.checkpoints import load_model
-from rayjobs.data import decode_pngs, shard_files
+from rayjobs.lib.checkpoints import load_model
+from rayjobs.lib.data import decode_pngs, shard_files
 from sffb.cam import encode_png, overlay_strip, stage_cams
 
 REAL = "real"

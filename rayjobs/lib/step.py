@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from rayjobs.augment import augment_together
-from rayjobs.config import JobConfig
-from rayjobs.reproducible import stream_seed
+from rayjobs.lib.augment import augment_together
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.reproducible import stream_seed
 from sffb.losses import DistillationLoss
 
 

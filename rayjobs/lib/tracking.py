@@ -29,7 +29,7 @@ from ray.train import UserCallback
 from data_prep import storage
 from data_prep.defaults import workdir
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 #: How SQL back ends name a duplicate key (SQLite, PostgreSQL, MySQL), through SQLAlchemy.
 _DUPLICATE_KEY = ("IntegrityError", "UNIQUE constraint", "UniqueViolation", "Duplicate entry")

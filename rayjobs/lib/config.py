@@ -10,18 +10,18 @@ import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rayjobs.balance import BALANCES
-from rayjobs.configtree import from_dict, load_yaml, merge, parse_override
+from rayjobs.lib.balance import BALANCES
+from rayjobs.lib.configtree import from_dict, load_yaml, merge, parse_override
 from sffb.backbone import available_backbones
 from sffb.fusion import FUSIONS
 from sffb.losses import DistillationLoss
 from sffb.model import SFFBConfig
 
-PRESETS = Path(__file__).with_name("presets")
+PRESETS = Path(__file__).resolve().parents[1] / "presets"
 DEFAULT_PRESET = "cpu-demo"
 PLACEMENT_STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
 MODEL_INITS = ("auto", "random", "pretrained", "teacher")
-#: What relaunching an existing run name does (rayjobs/run_names.py): resume it when its
+#: What relaunching an existing run name does (rayjobs/lib/run_names.py): resume it when its
 #: configuration is this job's (auto), refuse any existing run (never), or refuse a new one (must).
 RESUME_MODES = ("auto", "never", "must")
 #: timm's learning-rate schedules that make sense stepped once per epoch.
@@ -55,10 +55,10 @@ class DataConfig:
     # Where training pairs are augmented: "device" (the training worker's GPU or CPU, leaving
     # Ray Data's CPUs to decoding; see BENCHMARKS.md) or "cpu" (inside Ray Data's workers).
     augment_on: str = "device"
-    # Class imbalance of the train split (rayjobs/balance.py): auto (loss weights past 1:2),
+    # Class imbalance of the train split (rayjobs/lib/balance.py): auto (loss weights past 1:2),
     # none, loss_weights (balanced cross-entropy) or sampler (the smaller class repeated).
     balance: str = "auto"
-    # The same seed gives the same batches (rayjobs/reproducible.py): files shuffled with the
+    # The same seed gives the same batches (rayjobs/lib/reproducible.py): files shuffled with the
     # job's seed, rows kept in order through Ray Data and handed to workers by count, not by
     # who asks first. false lets Ray Data hand out blocks as they finish (no wait on a slow one).
     deterministic: bool = True
@@ -125,7 +125,7 @@ class ModelConfig(SFFBConfig):
 class TrackingConfig:
     experiment: str = "sffb"
     # "" = derived from the job, backbone, fusion, methods, level and a hash of the rest of
-    # the configuration (rayjobs/run_names.py); relaunching a name resumes that run.
+    # the configuration (rayjobs/lib/run_names.py); relaunching a name resumes that run.
     run_name: str = ""
     resume: str = "auto"  # RESUME_MODES
     storage_path: str = ""  # checkpoints, a path or URI (s3://...); "" = $SFFB_HOME/runs

@@ -1,6 +1,6 @@
 """Every trained detector as an MLflow model: logged with its run, registered, servable.
 
-The model is a pyfunc (``rayjobs/mlflow_detector.py``) around the best checkpoint. Input: a
+The model is a pyfunc (``rayjobs/lib/mlflow_detector.py``) around the best checkpoint. Input: a
 batch of uint8 RGB face crops ``(N, 3, S, S)`` at the model's input side, cut as its training
 crops were (see ``rayjobs/detect.py``); output: P(fake) per crop, uncalibrated (calibration
 comes later, with evaluation). It is logged as the run's ``model`` artifact and registered as
@@ -22,15 +22,15 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import Schema, TensorSpec
 
 from data_prep import storage
-from rayjobs.checkpoints import STATE_FILE
-from rayjobs.tracking import without_insert_races
+from rayjobs.lib.checkpoints import STATE_FILE
+from rayjobs.lib.tracking import without_insert_races
 
 MODEL_ARTIFACT = "model"
 CHAMPION = "champion"
 REGISTERED_NAMES = {"teacher": "sffb-teacher", "student": "sffb-student"}
 #: What the served model needs installed; the project's own code travels with it.
 REQUIREMENTS = ["torch", "torchvision", "timm", "numpy", "pyarrow", "mlflow", "pyyaml"]
-CODE = [Path(__file__).resolve().parents[1] / name for name in ("sffb", "rayjobs", "data_prep")]
+CODE = [Path(__file__).resolve().parents[2] / name for name in ("sffb", "rayjobs", "data_prep")]
 DETECTOR_CODE = Path(__file__).with_name("mlflow_detector.py")  # the pyfunc, SFFBDetector
 
 

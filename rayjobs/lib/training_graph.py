@@ -16,8 +16,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from functools import cached_property
 
-from rayjobs.config import JobConfig
-from rayjobs.run_names import default_run_name
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.run_names import default_run_name
 
 #: Share of the cluster's CPUs that concurrent trainings may reserve; the rest stays with the
 #: Ray Data tasks that feed them (a trainer that takes every CPU starves its own input).

@@ -17,8 +17,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 
-from rayjobs.config import JobConfig
-from rayjobs.configtree import flatten, to_dict
+from rayjobs.lib.config import JobConfig
+from rayjobs.lib.configtree import flatten, to_dict
 
 #: How and where a job runs, never what it trains; and how long: relaunching a finished run
 #: with more ``optim.epochs`` continues it.
@@ -57,7 +57,7 @@ def run_identity(job: JobConfig, mode: str) -> dict[str, str]:
 
 
 def _as_param(value) -> str:
-    return str(value)[:6000]  # as MLflow stores a param (rayjobs.tracking.find_or_create_run)
+    return str(value)[:6000]  # as MLflow stores a param (rayjobs.lib.tracking.find_or_create_run)
 
 
 def config_hash(job: JobConfig, mode: str) -> str:
