@@ -41,6 +41,9 @@ from rayjobs.lib.tracking import uncommitted_changes
 from rayjobs.lib.trained_model import resolve_model
 from rayjobs.rerun import main as rerun_main
 from rayjobs.rerun import rerun
+from rayjobs.robustness import DEGRADATIONS
+from rayjobs.robustness import main as robustness_main
+from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
 from tests.servers import free_port, serving
 
@@ -252,6 +255,39 @@ def test_rerun_repeats_a_finished_run_exactly_and_refuses_changed_data(teacher):
         client.set_tag(outcome.mlflow_run_id, "sffb.manifest_sha256", recorded_sha)
     with pytest.raises(SystemExit, match="no run 'nope'"):
         rerun_main(["nope", "--tracking-uri", uri])
+
+
+def test_robustness_curves_of_the_trained_teacher(
+    teacher, prepared, synthetic_root, tmp_path, monkeypatch, capsys
+):
+    """Re-encoding raw at CRF 23 and 40 is how the synthetic c23/c40 files were made, and the
+    crops use preparation's boxes: those points of the curve equal evaluation at c23/c40. What
+    the teacher learnt to see on raw frames survives CRF 0 better than CRF 51."""
+    _, outcome = teacher
+    shards, _ = prepared
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+
+    arguments = ["--checkpoint", f"teacher={outcome.best_checkpoint}", "--shards", str(shards)]
+    robustness_main([*arguments, "--root", str(synthetic_root), "--experiment", "robust"])
+
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("robust").experiment_id])[0]
+    metrics = run.data.metrics
+    assert len([k for k in metrics if k.endswith("_frame_auc")]) == len(DEGRADATIONS)
+    evaluated = score_test_split(outcome.best_checkpoint, str(shards), ("c23", "c40"))
+    for level in ("c23", "c40"):
+        report = evaluate_detection(evaluated["label"], evaluated[f"score_{level}"],
+                                    evaluated["video_key"])  # fmt: skip
+        assert metrics[f"robust_teacher_crf{level[1:]}_frame_auc"] == pytest.approx(
+            report.frame.auc, abs=1e-9)  # fmt: skip
+        assert metrics[f"robust_teacher_crf{level[1:]}_video_auc"] == pytest.approx(
+            report.video.auc, abs=1e-9)  # fmt: skip
+    assert metrics["robust_teacher_crf0_frame_auc"] > 0.5
+    assert metrics["robust_teacher_crf0_frame_auc"] >= metrics["robust_teacher_crf51_frame_auc"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "robustness")}
+    assert artifacts == {"robustness/curves.png", "robustness/table.md"}
+    assert "| teacher | jpeg50 |" in capsys.readouterr().out
 
 
 def test_distillation_and_evaluation(teacher, prepared, home):
