@@ -56,7 +56,7 @@ from sffb.metrics import (
     DetectionReport,
     PairedDifference,
     evaluate_detection,
-    paired_bootstrap,
+    paired_bootstraps,
     roc_curve,
 )
 
@@ -189,26 +189,27 @@ def build_comparisons(
     resamples: int = BOOTSTRAP_RESAMPLES,
 ) -> list[ComparisonRow]:
     """``model`` minus each baseline, per method and level, with paired bootstrap intervals:
-    the question a baseline row asks (did distillation help?) on the same resampled videos."""
+    the question a baseline row asks (did distillation help?) on the same resampled videos.
+    Rows by baseline, then method, then level."""
     ours = scored[model]
-    labels = ours["label"].astype(int)
-    rows = []
-    for name, theirs in scored.items():
-        if name == model:
-            continue
+    baselines = {name: theirs for name, theirs in scored.items() if name != model}
+    for name, theirs in baselines.items():
         check_same_rows(ours, theirs, name)
-        for method, keep in method_masks(ours):
-            for level in levels:
-                column = f"score_{level}"
-                difference = paired_bootstrap(
-                    labels[keep],
-                    ours[column][keep].astype(float),
-                    theirs[column][keep].astype(float),
-                    ours["video_key"][keep],
-                    resamples=resamples,
-                )
-                rows.append(ComparisonRow(name, method, level, difference))
-    return rows
+    labels = ours["label"].astype(int)
+    found = {}
+    for method, keep in method_masks(ours):
+        for level in levels:
+            column = f"score_{level}"
+            differences = paired_bootstraps(
+                labels[keep],
+                ours[column][keep].astype(float),
+                {name: theirs[column][keep].astype(float) for name, theirs in baselines.items()},
+                ours["video_key"][keep],
+                resamples=resamples,
+            )
+            for name, difference in differences.items():
+                found[name, method, level] = ComparisonRow(name, method, level, difference)
+    return [found[key] for key in sorted(found, key=lambda k: list(baselines).index(k[0]))]
 
 
 def comparison_markdown(rows: list[ComparisonRow], model: str = MODEL) -> str:

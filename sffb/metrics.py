@@ -7,7 +7,7 @@ different videos), e.g. ``"Deepfakes/000_003"``. Plain NumPy, checked against sc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import numpy as np
@@ -262,13 +262,36 @@ def paired_bootstrap(
     paired difference removes it, so a test split of a few dozen videos can tell two detectors
     apart when their separate intervals cannot.
     """
+    differences = paired_bootstraps(
+        labels, scores_a, {"b": scores_b}, video_keys, threshold, resamples, confidence, seed
+    )
+    return differences["b"]
+
+
+def paired_bootstraps(
+    labels: Sequence[int] | np.ndarray,
+    scores_a: Sequence[float] | np.ndarray,
+    baselines: Mapping[str, Sequence[float] | np.ndarray],
+    video_keys: Sequence[str] | np.ndarray,
+    threshold: float = DEFAULT_THRESHOLD,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, PairedDifference]:
+    """``paired_bootstrap`` of A against each of several baselines (name -> scores), A's
+    resamples computed once."""
     labels, scores_a = _validated(labels, scores_a)
-    _, scores_b = _validated(labels, scores_b)
     resampler = _VideoResampler(labels, video_keys, resamples, seed)
-    samples = resampler.metrics(scores_a, threshold) - resampler.metrics(scores_b, threshold)
-    a, b = (evaluate_detection(labels, s, video_keys, threshold) for s in (scores_a, scores_b))
-    delta = {name: _metric(a, name) - _metric(b, name) for name in INTERVAL_METRICS}
-    return PairedDifference(delta, _percentile_intervals(samples, confidence))
+    samples_a = resampler.metrics(scores_a, threshold)
+    a = evaluate_detection(labels, scores_a, video_keys, threshold)
+    differences = {}
+    for name, scores_b in baselines.items():
+        _, scores_b = _validated(labels, scores_b)
+        samples = samples_a - resampler.metrics(scores_b, threshold)
+        b = evaluate_detection(labels, scores_b, video_keys, threshold)
+        delta = {metric: _metric(a, metric) - _metric(b, metric) for metric in INTERVAL_METRICS}
+        differences[name] = PairedDifference(delta, _percentile_intervals(samples, confidence))
+    return differences
 
 
 def _metric(report: DetectionReport, name: str) -> float:

@@ -142,11 +142,19 @@ def test_evaluation_compares_the_model_with_each_baseline_on_the_same_rows():
 
     rows = np.arange(72)
     scored = {"model": scored_split(rows, shift=0.05), "teacher": scored_split(rows)}
+    scored["alone"] = scored_split(rows, shift=0.1)
     comparisons = build_comparisons(scored, ("c40",), resamples=200)
     assert [(c.baseline, c.method) for c in comparisons] == [
         ("teacher", "Deepfakes"),
         ("teacher", "all"),
+        ("alone", "Deepfakes"),
+        ("alone", "all"),
     ]
+    # The model's resamples are shared across baselines; each difference is the one-pair one.
+    alone = paired_bootstrap(scored["model"]["label"], scored["model"]["score_c40"],
+                             scored["alone"]["score_c40"], scored["model"]["video_key"],
+                             resamples=200)  # fmt: skip
+    assert comparisons[-1].difference == alone
     tables = {name: build_table(s, ("c40",), name, resamples=0)[-1] for name, s in scored.items()}
     expected = tables["model"].report.frame.auc - tables["teacher"].report.frame.auc
     metrics = comparison_metrics(comparisons)
