@@ -54,6 +54,7 @@ from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import (
     INTERVAL_METRICS,
     DetectionReport,
+    Interval,
     PairedDifference,
     evaluate_detection,
     paired_bootstraps,
@@ -212,26 +213,32 @@ def build_comparisons(
     return [found[key] for key in sorted(found, key=lambda k: list(baselines).index(k[0]))]
 
 
+#: How every table of differences explains its cells (``format_difference``).
+DIFFERENCE_LEGEND = (
+    "percentage points; 95 % paired bootstrap interval over videos; * = the interval excludes 0"
+)
+
+
+def format_difference(delta: float, interval: Interval) -> str:
+    """``+1.56 [-3.1, +6.2]`` in points, ``*`` when the interval excludes 0."""
+    mark = "*" if interval.excludes(0.0) else ""
+    return f"{100 * delta:+.2f} [{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]{mark}"
+
+
 def comparison_markdown(rows: list[ComparisonRow], model: str = MODEL) -> str:
-    """Differences in points with their intervals; ``*`` marks an interval that excludes 0."""
-
-    def cell(difference: PairedDifference, name: str) -> str:
-        interval = difference.intervals[name]
-        mark = "*" if difference.separates(name) else ""
-        return (
-            f"{100 * difference.delta[name]:+.2f} "
-            f"[{100 * interval.low:+.1f}, {100 * interval.high:+.1f}]{mark}"
-        )
-
+    """The model minus each baseline, per method and level, each metric with its interval."""
     lines = [
-        f"{model} minus each baseline, on the same test frames (percentage points; 95 % paired "
-        "bootstrap interval over videos; * = the interval excludes 0):",
+        f"{model} minus each baseline, on the same test frames ({DIFFERENCE_LEGEND}):",
         "",
         "| baseline | method | level | frame ACC | frame AUC | video ACC | video AUC |",
         "|---|---|---|---:|---:|---:|---:|",
     ]
     for row in rows:
-        cells = " | ".join(cell(row.difference, name) for name in INTERVAL_METRICS)
+        difference = row.difference
+        cells = " | ".join(
+            format_difference(difference.delta[name], difference.intervals[name])
+            for name in INTERVAL_METRICS
+        )
         lines.append(f"| {row.baseline} | {row.method} | {row.level} | {cells} |")
     return "\n".join(lines)
 

@@ -32,7 +32,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from data_prep.cluster import ensure_ray
-from rayjobs.evaluate import TableRow, evaluate
+from rayjobs.evaluate import DIFFERENCE_LEGEND, TableRow, evaluate, format_difference
 from rayjobs.lib.config import JobConfig, add_config_arguments, config_from_args
 from rayjobs.lib.configtree import flatten, from_dict, merge, parse_override, to_dict
 from rayjobs.lib.launch import (
@@ -48,6 +48,7 @@ from rayjobs.lib.launch import (
 from rayjobs.lib.run_names import run_identity
 from rayjobs.lib.tracking import find_or_create_run, find_run, set_tags, tracking_uri
 from rayjobs.lib.training_graph import Training, TrainingFailed, room_for, train_all
+from sffb.metrics import Interval
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 TEACHER, ALONE, KD = "SFFB teacher", "SFFB alone", "SFFB + KD"
@@ -270,8 +271,7 @@ def kd_gains_markdown(uri: str, cells: list[Cell]) -> str:
     """SFFB + KD minus each baseline per level and method, in frame ACC and AUC points with
     their paired 95 % intervals, from the differences the KD run's evaluation logged."""
     lines = [
-        f"{KD} minus each baseline, on the same test frames (points; 95 % paired bootstrap "
-        "interval over videos; * = the interval excludes 0):",
+        f"{KD} minus each baseline, on the same test frames ({DIFFERENCE_LEGEND}):",
         "",
         "| level | method | minus | frame ACC | frame AUC |",
         "|---|---|---|---:|---:|",
@@ -289,13 +289,12 @@ def kd_gains_markdown(uri: str, cells: list[Cell]) -> str:
 
 
 def _gain(metrics: dict[str, float], key: str) -> str:
-    """``+1.56 [-3.1, +6.2]`` (``*`` when the interval excludes 0), or — if not logged (an
-    evaluation from before paired differences existed)."""
+    """The logged difference as evaluation prints it, or — if not logged (an evaluation from
+    before paired differences existed)."""
     if key not in metrics:
         return "—"
-    delta, low, high = (100 * metrics[key + end] for end in ("", "_ci_low", "_ci_high"))
-    mark = "*" if low > 0 or high < 0 else ""
-    return f"{delta:+.2f} [{low:+.1f}, {high:+.1f}]{mark}"
+    interval = Interval(metrics[f"{key}_ci_low"], metrics[f"{key}_ci_high"])
+    return format_difference(metrics[key], interval)
 
 
 def ablation_cells(

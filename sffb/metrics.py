@@ -35,6 +35,10 @@ class Interval:
     low: float
     high: float
 
+    def excludes(self, value: float = 0.0) -> bool:
+        """Whether ``value`` lies outside the interval (for a difference: one the data shows)."""
+        return value < self.low or value > self.high
+
 
 #: The metrics ``video_bootstrap`` gives intervals for.
 INTERVAL_METRICS = ("frame_acc", "frame_auc", "video_acc", "video_auc")
@@ -241,7 +245,7 @@ class PairedDifference:
 
     def separates(self, name: str) -> bool:
         """Whether the interval of the difference excludes 0 (a difference the test set shows)."""
-        return self.intervals[name].low > 0 or self.intervals[name].high < 0
+        return self.intervals[name].excludes(0.0)
 
 
 def paired_bootstrap(

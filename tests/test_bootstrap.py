@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from sffb.metrics import INTERVAL_METRICS, evaluate_detection, paired_bootstrap, video_bootstrap
+from sffb.metrics import (
+    INTERVAL_METRICS,
+    Interval,
+    evaluate_detection,
+    paired_bootstrap,
+    video_bootstrap,
+)
 
 
 def scored_videos(videos: int, frames: int = 6, seed: int = 0):
@@ -138,7 +144,13 @@ def scored_split(order: np.ndarray, shift: float = 0.0) -> dict[str, np.ndarray]
 
 
 def test_evaluation_compares_the_model_with_each_baseline_on_the_same_rows():
-    from rayjobs.evaluate import build_comparisons, build_table, comparison_metrics
+    from rayjobs.evaluate import (
+        build_comparisons,
+        build_table,
+        comparison_markdown,
+        comparison_metrics,
+        format_difference,
+    )
 
     rows = np.arange(72)
     scored = {"model": scored_split(rows, shift=0.05), "teacher": scored_split(rows)}
@@ -155,6 +167,11 @@ def test_evaluation_compares_the_model_with_each_baseline_on_the_same_rows():
                              scored["alone"]["score_c40"], scored["model"]["video_key"],
                              resamples=200)  # fmt: skip
     assert comparisons[-1].difference == alone
+    # Printed in points, marked only when the interval excludes 0 (as reproduce.py prints them).
+    assert format_difference(0.0312, Interval(0.004, 0.06)) == "+3.12 [+0.4, +6.0]*"
+    assert format_difference(-0.01, Interval(-0.05, 0.02)) == "-1.00 [-5.0, +2.0]"
+    delta, interval = alone.delta["frame_auc"], alone.intervals["frame_auc"]
+    assert format_difference(delta, interval) in comparison_markdown(comparisons)
     tables = {name: build_table(s, ("c40",), name, resamples=0)[-1] for name, s in scored.items()}
     expected = tables["model"].report.frame.auc - tables["teacher"].report.frame.auc
     metrics = comparison_metrics(comparisons)

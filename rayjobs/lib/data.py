@@ -183,7 +183,7 @@ def paired_dataset(
 
     Training input (``augment=True``) is shuffled by file, and augmented here when
     ``config.augment_on == "cpu"`` (else the training worker augments on its device);
-    evaluation input keeps the ``video_key`` column for video-level metrics. ``repeat``
+    evaluation input keeps the row's ``KEY_COLUMNS`` for video-level and paired metrics. ``repeat``
     (label, expected copies) oversamples a class before decoding (``data.balance: sampler``).
     ``seed`` makes the training file order a function of the seed and the epoch (Ray Data
     reseeds every execution), else it is drawn afresh.
