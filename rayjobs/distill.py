@@ -6,7 +6,7 @@
 With no arguments: a local Ray cluster, the synthetic FF++ dataset and its shards (made if
 absent), the teacher (pretrained if absent), the student distilled, the test split evaluated
 once (beside the teacher applied to the same compressed frames and, when it has been trained,
-SFFB alone: ``--set loss.knowledge=none``) and the report printed; every run lands in MLflow
+SFFB alone: ``--sffb-alone``) and the report printed; every run lands in MLflow
 (SQLite under $SFFB_HOME by default).
 """
 
@@ -49,13 +49,10 @@ def ensure_teacher(job: JobConfig, checkpoint: str | None, uri: str) -> tuple[st
 
 
 def sffb_alone_checkpoint(job: JobConfig) -> str | None:
-    """The best checkpoint of SFFB alone (no teacher) trained like this student, if one exists:
-    the job with ``loss.knowledge: none`` under its default name."""
-    alone = replace(
-        job,
-        loss=replace(job.loss, knowledge="none"),
-        tracking=replace(job.tracking, run_name=""),
-    )
+    """The best checkpoint of SFFB alone (``JobConfig.sffb_alone``: nothing from the teacher)
+    trained like this student, if one exists under its default name."""
+    alone = job.sffb_alone()
+    alone = replace(alone, tracking=replace(alone.tracking, run_name=""))
     checkpoint = best_checkpoint_path(storage_path(job), default_run_name(alone, "student"))
     return checkpoint if has_checkpoint(checkpoint) else None
 
@@ -69,12 +66,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--skip-test", action="store_true", help="do not evaluate on the test split"
     )
+    parser.add_argument(
+        "--sffb-alone", action="store_true",
+        help="train SFFB alone instead: no knowledge and no weights from the teacher (the "
+        "baseline a distilled student must beat)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         job = resolve_data(config_from_args(args))
+        if args.sffb_alone:
+            job = job.sffb_alone()
         uri = tracking_uri(job.tracking.tracking_uri)
         teacher_checkpoint, links = None, {}
-        # Not for SFFB alone (loss.knowledge=none), unless it starts from the teacher's weights.
+        # Not for SFFB alone: a student without KD reads the teacher only to start from it.
         if job.needs_teacher_checkpoint("student"):
             teacher_checkpoint, links = ensure_teacher(job, args.teacher_checkpoint, uri)
         student = run_training(job, "student", teacher_checkpoint, extra_tags=links)
@@ -87,8 +91,8 @@ def main(argv: list[str] | None = None) -> None:
             if job.uses_teacher("student"):
                 alone = sffb_alone_checkpoint(job)
                 if alone is None:
-                    print("no SFFB-alone run to compare with; train one with --set "
-                          "loss.knowledge=none (the same settings otherwise)")  # fmt: skip
+                    print("no SFFB-alone run to compare with; train one by adding "
+                          "--sffb-alone to this command")  # fmt: skip
                 else:
                     baselines["sffb-alone"] = alone
             evaluate(

@@ -90,7 +90,7 @@ def ablation_jobs(job: JobConfig, ablation: Ablation) -> dict[str, JobConfig]:
     data = replace(job.data, methods=(ablation.method,), student_level=ablation.level)
     base = to_dict(replace(job, data=data))
     if ablation.student == "alone":
-        base = merge(base, {"loss": {"knowledge": "none"}})
+        base = to_dict(from_dict(JobConfig, base).sffb_alone())
     return {
         value: from_dict(JobConfig, merge(base, parse_override(f"{ablation.key}={value}")))
         for value in ablation.rows
@@ -152,10 +152,6 @@ def _method_job(job: JobConfig, method: str, level: str | None = None) -> JobCon
     return replace(job, data=replace(data, student_level=level) if level else data)
 
 
-def _alone(job: JobConfig) -> JobConfig:
-    return replace(job, loss=replace(job.loss, knowledge="none"))
-
-
 def table1_trainings(job: JobConfig, methods, levels) -> list[Training]:
     """Per method a raw teacher; per level SFFB alone and SFFB + KD (after the teacher)."""
     trainings = []
@@ -164,7 +160,7 @@ def table1_trainings(job: JobConfig, methods, levels) -> list[Training]:
         trainings.append(teacher)
         for level in levels:
             student = _method_job(job, method, level)
-            trainings.append(Training(_alone(student), "student"))
+            trainings.append(Training(student.sffb_alone(), "student"))
             trainings.append(Training(student, "student", teacher))
     return trainings
 
@@ -194,7 +190,7 @@ def method_cells(
     cells = [cell]
     for level in levels:
         student = _method_job(job, method, level)
-        alone_run, alone = runs[default_run_name(_alone(student), "student")]
+        alone_run, alone = runs[default_run_name(student.sffb_alone(), "student")]
         kd_run, kd = runs[default_run_name(student, "student")]
         links = {"sffb.teacher_checkpoint": teacher, "sffb.teacher_run_id": teacher_run}
         set_tags(uri, kd_run, links)

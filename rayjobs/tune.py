@@ -54,12 +54,6 @@ from rayjobs.lib.tracking import (
 DEFAULT_SPACE = Path(__file__).resolve().parents[1] / "tune_spaces" / "default.yaml"
 
 
-def _values(space: SearchSpace, key: str, default: Any) -> list[Any]:
-    """Every value ``key`` can take in the space's trials (choice/grid/fixed keys only)."""
-    kind, arg = space.search.get(key, ("fixed", default))
-    return sorted(set(arg)) if kind in ("choice", "grid") else [arg]
-
-
 def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, str]:
     """Pretrain (if absent) one teacher per backbone the space can sample; backbone -> path.
 
@@ -67,11 +61,11 @@ def ensure_teachers(space: SearchSpace, base: JobConfig) -> dict[str, str]:
     M_f and the logits) does not depend on the student's fusion module. None when every trial
     trains SFFB alone (``loss.knowledge: none``) from scratch (no ``model.init: teacher``).
     """
-    alone = _values(space, "loss.knowledge", base.loss.knowledge) == ["none"]
-    if alone and "teacher" not in _values(space, "model.init", base.model.init):
+    alone = space.values("loss.knowledge") == ["none"]
+    if alone and "teacher" not in space.values("model.init"):
         return {}
     teachers = {}
-    for backbone in _values(space, "model.backbone", base.model.backbone):
+    for backbone in space.values("model.backbone"):
         job = replace(base, model=replace(base.model, backbone=backbone))
         name = job.tracking.teacher_run or default_run_name(job, "teacher")
         path = best_checkpoint_path(storage_path(job), name)

@@ -96,6 +96,6 @@ def test_sffb_alone_needs_no_teacher_level():
     assert (job.input_level("student"), job.input_level("teacher")) == ("c40", "raw")
     assert job.training_levels("student") == ("raw", "c40")
     assert job.training_levels("teacher") == ("raw",)
-    alone = load_job_config("cpu-demo", overrides=["loss.knowledge=none"])
+    alone = job.sffb_alone()
     assert not alone.uses_teacher("student")
     assert alone.training_levels("student") == ("c40",)

@@ -35,7 +35,7 @@ def test_teacher_init_starts_the_student_with_exactly_the_teachers_weights(teach
     teacher = torch.load(f"{teacher_checkpoint}/state.pt", weights_only=True)["model"]
     assert student.keys() == teacher.keys()
     assert all(torch.equal(student[k], teacher[k]) for k in teacher)
-    random_student = initial_model(job(), "student", teacher_checkpoint).state_dict()
+    random_student = initial_model(job("model.init=auto"), "student", None).state_dict()
     assert not all(torch.equal(random_student[k], teacher[k]) for k in teacher)
 
 
@@ -55,10 +55,25 @@ def test_only_a_student_starts_from_its_teacher(teacher_checkpoint):
 
 
 def test_a_student_from_its_teacher_needs_the_teacher_even_without_distillation():
-    alone = job("model.init=teacher", "loss.knowledge=none")
-    assert not alone.uses_teacher("student")
-    assert alone.needs_teacher_checkpoint("student")
-    assert not job("loss.knowledge=none").needs_teacher_checkpoint("student")
+    fine_tuned = job("model.init=teacher", "loss.knowledge=none")
+    assert not fine_tuned.uses_teacher("student")
+    assert fine_tuned.needs_teacher_checkpoint("student")
+    assert not job("model.init=auto", "loss.knowledge=none").needs_teacher_checkpoint("student")
+
+
+def test_sffb_alone_takes_nothing_from_the_teacher():
+    """The cpu-demo student starts as its teacher; SFFB alone, its baseline, must not."""
+    student = job()
+    assert student.model.init == "teacher" and student.uses_teacher("student")
+    alone = student.sffb_alone()
+    assert (alone.loss.knowledge, alone.model.init) == ("none", "auto")
+    assert not alone.needs_teacher_checkpoint("student")
+    assert (alone.data, alone.optim, alone.model.fusion) == (
+        student.data, student.optim, student.model.fusion
+    )  # fmt: skip
+    # An ImageNet start is the paper's SFFB alone too: kept.
+    pretrained = job("model.init=pretrained", "model.pretrained_path=/w.pth").sffb_alone()
+    assert pretrained.model.init == "pretrained"
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import pytest
 
 from rayjobs.lib.config import load_job_config
 from rayjobs.lib.configtree import flatten, to_dict
-from rayjobs.lib.run_names import check_resume, default_run_name, identity_differences
+from rayjobs.lib.run_names import check_resume, default_run_name, identity_differences, teacher_job
 
 
 def job(*overrides: str):
@@ -38,10 +38,12 @@ def test_every_distillation_variant_shares_one_teacher():
 
 
 def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():
-    alone = default_run_name(job("loss.knowledge=none"), "student")
-    assert default_run_name(job("loss.knowledge=none", "loss.lambda2=1"), "student") == alone
-    assert default_run_name(job("loss.knowledge=none", "loss.lambda3=2"), "student") != alone
-    assert default_run_name(job("loss.knowledge=none", "loss.balance=running"), "student") != alone
+    alone = default_run_name(job().sffb_alone(), "student")
+    assert default_run_name(job("loss.lambda2=1").sffb_alone(), "student") == alone
+    assert default_run_name(job("loss.lambda3=2").sffb_alone(), "student") != alone
+    assert default_run_name(job("loss.balance=none").sffb_alone(), "student") != alone
+    # Its start is part of it: SFFB alone from the teacher's weights is another run.
+    assert default_run_name(job("loss.knowledge=none"), "student") != alone
 
 
 def test_resume_refuses_another_configuration_naming_the_keys():
@@ -54,7 +56,7 @@ def test_resume_refuses_another_configuration_naming_the_keys():
     assert "loss.knowledge: maps+logits -> none" in str(refused.value)
     assert "optim.lr: 0.0002 -> 0.001" in str(refused.value)
     # A teacher run is resumed by any student job whose teacher it is.
-    check_resume(job("loss.lambda2=1"), "teacher", "t", logged(kd))
+    check_resume(job("loss.lambda2=1"), "teacher", "t", logged(teacher_job(kd)))
     # Settings logged by none of an old run's params are not differences.
     old = {k: v for k, v in logged(kd).items() if k != "loss.balance"}
     assert identity_differences(kd, "student", old) == []

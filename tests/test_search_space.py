@@ -78,6 +78,10 @@ def test_sampled_values_respect_their_distributions():
         ("preset: fast\n", "preset: unknown 'fast'"),
         ("sweep: {}\n", "unknown section 'sweep'"),
         ("tune:\n  scheduler: hyperband\n", "tune.scheduler: expected one of asha, none"),
+        (  # cpu-demo students start from the teacher, one per backbone in a sweep
+            "search:\n  model.fusion: {choice: [sk, sum]}\n",
+            "search.model.fusion: trials with model.init teacher start from a teacher",
+        ),
         (
             "search:\n  model.fusion: {grid: [sk, sum]}\ntune:\n  search_alg: optuna\n",
             "search.model.fusion: grid cannot be combined with tune.search_alg optuna",
@@ -90,6 +94,21 @@ def test_bad_space_files_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as error:
         load_space(path)
     assert str(path) in str(error.value) and message in str(error.value)
+
+
+def test_the_values_a_key_takes_in_a_sweep(tmp_path):
+    """What tune.py pretrains teachers for: the searched values, else the preset's (or fixed)."""
+    path = tmp_path / "space.yaml"
+    path.write_text(
+        "fixed:\n  model.init: auto\nsearch:\n  model.fusion: {choice: [sk, sum, sk]}\n"
+        "  model.backbone: {grid: [resnet34, resnet50]}\n  loss.lambda1: {uniform: [0.5, 4]}\n"
+    )
+    space = load_space(path)  # random starts: the fusion may vary
+    assert space.values("model.fusion") == ["sk", "sum"]
+    assert space.values("model.backbone") == ["resnet34", "resnet50"]
+    assert space.values("loss.lambda1") == [0.5, 4.0]
+    assert space.values("model.init") == ["auto"]  # fixed
+    assert space.values("loss.knowledge") == ["maps+logits"]  # the preset's
 
 
 def test_optuna_search_samples_inside_the_space(tmp_path):

@@ -490,11 +490,13 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
 
 
 def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
-    """loss.knowledge=none (the fusion ablation): cross-entropy on c40 only, no teacher at all."""
+    """distill.py --sffb-alone (the fusion ablation's student): cross-entropy on c40 only, from
+    random weights, no teacher at all, though the distilled student starts from its teacher."""
     shards, _ = prepared
     distilled = tiny_job(shards, home, epochs=1)
+    assert distilled.model.init == "teacher"
     assert sffb_alone_checkpoint(distilled) is None  # not trained yet: no baseline row
-    job = tiny_job(shards, home, epochs=1, overrides=["loss.knowledge=none"])
+    job = distilled.sffb_alone()
     outcome = run_training(job, "student", teacher_checkpoint=None)
     # Its default name says what it is; distill.py finds it as the SFFB-alone baseline.
     assert (
@@ -504,7 +506,7 @@ def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session
     )
     assert sffb_alone_checkpoint(distilled) == outcome.best_checkpoint
     state = load_state(outcome.best_checkpoint)
-    assert state["config"].loss.knowledge == "none"
+    assert (state["config"].loss.knowledge, state["config"].model.init) == ("none", "auto")
     epoch = state["history"][0]
     assert epoch["train_soft"] == epoch["train_feature"] == 0.0
     assert epoch["train_total"] == pytest.approx(job.loss.lambda3 * epoch["train_hard"])

@@ -23,7 +23,7 @@ def _column(method: str) -> tuple[Training, Training, Training]:
     """A method's teacher, its KD student and SFFB alone, as reproduce's Table 1 plans them."""
     teacher = Training(_job(method), "teacher")
     kd = Training(_job(method), "student", teacher)
-    alone = Training(_job(method, "loss.knowledge=none"), "student")
+    alone = Training(_job(method).sffb_alone(), "student")
     return teacher, kd, alone
 
 

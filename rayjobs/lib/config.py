@@ -7,7 +7,7 @@ Loaded as preset YAML (``rayjobs/presets/<name>.yaml``), then an optional user Y
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rayjobs.lib.balance import BALANCES
@@ -153,6 +153,15 @@ class JobConfig:
     def needs_teacher_checkpoint(self, mode: str) -> bool:
         """Distillation reads the teacher, and so does a student that starts from its weights."""
         return self.uses_teacher(mode) or (mode == "student" and self.model.init == "teacher")
+
+    def sffb_alone(self) -> JobConfig:
+        """SFFB alone, the baseline distillation must beat: this job with nothing from the
+        teacher, neither its knowledge (``loss.knowledge: none``) nor its weights (``model.init:
+        teacher`` becomes ``auto``: the teacher fine-tuned without KD is another baseline)."""
+        init = "auto" if self.model.init == "teacher" else self.model.init
+        return replace(
+            self, loss=replace(self.loss, knowledge="none"), model=replace(self.model, init=init)
+        )
 
     def input_level(self, mode: str) -> str:
         """The level the trained model sees: compressed for a student, raw for the teacher."""

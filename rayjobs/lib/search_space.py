@@ -25,8 +25,8 @@ from typing import Any
 
 from ray import tune
 
-from rayjobs.lib.config import PRESETS, JobConfig, load_job_config
-from rayjobs.lib.configtree import ConfigError, from_dict, load_yaml, merge, nest, to_dict
+from rayjobs.lib.config import ARCHITECTURE_KEYS, PRESETS, JobConfig, load_job_config
+from rayjobs.lib.configtree import ConfigError, flatten, from_dict, load_yaml, merge, nest, to_dict
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "grid", "fixed")
 
@@ -81,6 +81,16 @@ class SearchSpace:
                 "fixed": lambda a: a,
             }[kind](arg)
         return space
+
+    def values(self, key: str) -> list[Any]:
+        """Every value ``key`` can take in the trials (a range: its ends), each once."""
+        if key not in self.search:
+            return [flatten(to_dict(self.job({})))[key]]
+        values: list[Any] = []
+        for value in _examples(*self.search[key]):
+            if value not in values:
+                values.append(value)
+        return values
 
     def job(self, sampled: dict[str, Any]) -> JobConfig:
         """The job configuration of one trial: preset, fixed values, then the sampled ones."""
@@ -147,7 +157,23 @@ def load_space(path: str | Path) -> SearchSpace:
     for key, (kind, arg) in search.items():
         for example in _examples(kind, arg):
             _check_value(path, preset, f"search.{key}", key, example)
-    return SearchSpace(preset, fixed, search, options)
+    space = SearchSpace(preset, fixed, search, options)
+    _check_teacher_init(path, space)
+    return space
+
+
+def _check_teacher_init(path: Path, space: SearchSpace) -> None:
+    """A trial that starts from the teacher needs a teacher of its own architecture; the sweep
+    pretrains one per backbone with the preset's other architecture keys (rayjobs/tune.py)."""
+    if "teacher" not in space.values("model.init"):
+        return
+    for key in ARCHITECTURE_KEYS:
+        if key != "backbone" and f"model.{key}" in space.search:
+            raise ConfigError(
+                f"{path}: search.model.{key}: trials with model.init teacher start from a teacher "
+                f"of their own architecture, and the sweep has one per backbone only; fix "
+                f"model.init (auto) or model.{key}"
+            )
 
 
 def _check_value(path: Path, preset: str, where: str, key: str, value: Any) -> None:
