@@ -33,9 +33,9 @@ import pyarrow.parquet as pq
 import torch
 
 from data_prep import storage
-from data_prep.shards import png_column
+from data_prep.image_columns import decode_column, image_column
 from rayjobs.lib.checkpoints import load_state, model_from_state
-from rayjobs.lib.data import decode_pngs, shard_files
+from rayjobs.lib.data import shard_files, shard_format
 from sffb.losses import TERMS, DistillationLoss
 from sffb.model import SFFB, SFFBOutput
 
@@ -62,7 +62,9 @@ def load_batch(shards: str, split: str, level: str, rows: int, methods, size: in
     files = shard_files(shards, split)  # paths or URIs
     fs = storage.filesystem(files[0])[0]
     paths = [storage.filesystem(f)[1] for f in files]
-    columns = ["label", "method", png_column("raw"), png_column(level)]
+    image_format = shard_format(shards, split)
+    raw, compressed = image_column("raw", image_format), image_column(level, image_format)
+    columns = ["label", "method", raw, compressed]
     table = pq.read_table(paths, columns=columns, filesystem=fs)
     labels = table["label"].to_numpy()
     method = np.asarray(table["method"].to_pylist())
@@ -75,12 +77,11 @@ def load_batch(shards: str, split: str, level: str, rows: int, methods, size: in
     picked = np.sort(np.asarray(picked))
 
     def images(column: str) -> torch.Tensor:
-        pngs = np.asarray(table[column].take(picked).to_pylist(), dtype=object)
-        return torch.from_numpy(decode_pngs(pngs, size))
+        return torch.from_numpy(decode_column(table[column].take(picked), size))
 
     return Batch(
-        images(png_column("raw")),
-        images(png_column(level)),
+        images(raw),
+        images(compressed),
         torch.from_numpy(labels[picked]).long(),
     )
 

@@ -1,16 +1,21 @@
 """The data path: can Ray Data feed the distillation step, and what does Ray cost?
 
-Measured in one run, on synthetic FF++ shards (real H.264, Haar crops, PNG columns):
+Measured in one run, on synthetic FF++ shards (real H.264, Haar crops) prepared in both image
+formats (``data_prep.image_columns``: raw planes with zstd, the default, and PNG):
 
-1. Ray Data paired decode throughput (the production ``rayjobs.lib.data.paired_dataset``), in pairs
-   per second per CPU core, for each ``data.augment_on`` variant (``device``: decode only, the
-   pair is augmented on the training device; ``cpu``: decode + augment in Ray Data), next to the
-   floor: a plain single-process loop of ``cv2.imdecode`` over the same Parquet bytes.
-2. The share of a GPU step a training worker would wait for data: a node's cores
+1. Per format, the floor (one process turning crops already in memory into uint8 NCHW with
+   the shards' own decoder), bytes per pair on disk and one-process read-and-decode rate, and
+   bytes per crop on crops of real photographs (the sample photographs of matplotlib and
+   scikit-learn).
+2. Ray Data paired decode throughput (the production ``rayjobs.lib.data.paired_dataset``), in
+   pairs per second per CPU core, per format (``data.augment_on: device``: decode only) and, for
+   the default format, with augmentation in Ray Data (``cpu``); the same read without decoding;
+   the default path's share of its format's floor; Ray Data's per-operator statistics.
+3. The share of a GPU step a training worker would wait for data: a node's cores
    (``--node-cores``, one kept for the training process) decoding at the measured per-core rate
    against the GPU's KD step rate (``--gpu-samples-per-s``, or the best variant of a
    ``bench/step.py --json`` file given with ``--step-json``).
-3. The Ray overhead ratio: samples/s of a one-worker TorchTrainer fed by Ray Data, divided by a
+4. The Ray overhead ratio: samples/s of a one-worker TorchTrainer fed by Ray Data, divided by a
    bare PyTorch loop over in-memory batches; the same ``rayjobs.lib.step.TrainingStep``, model,
    batch and thread count, one after the other in this process's run.
 
@@ -42,12 +47,20 @@ import torch
 from ray.train import Checkpoint, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 
+from data_prep.image_columns import (
+    COMPRESSION,
+    DEFAULT_IMAGE_FORMAT,
+    IMAGE_FORMATS,
+    decode_column,
+    encode_crops,
+    image_column,
+)
 from data_prep.prepare import PrepareConfig, prepare
-from data_prep.shards import complete_shards, png_column
+from data_prep.shards import complete_shards
 from data_prep.synthetic import SyntheticConfig, generate
 from rayjobs.lib.config import DataConfig, JobConfig, load_job_config
 from rayjobs.lib.configtree import from_dict, to_dict
-from rayjobs.lib.data import paired_dataset
+from rayjobs.lib.data import methods_filter, paired_dataset, shard_format
 from rayjobs.lib.step import TrainingStep
 from rayjobs.lib.tracking import git_commit
 from sffb.losses import DistillationLoss
@@ -57,13 +70,15 @@ LEVELS = ("raw", "c23")
 TARGET_PAIRS_PER_S_PER_CORE = 400.0
 TARGET_WAIT_SHARE = 0.05
 TARGET_RAY_RATIO = 0.95
+TARGET_SHARE_OF_FLOOR = 0.80
 #: A guess for an H100's bf16 KD step at 256x256 until bench/step.py has run on one
 #: (pass --step-json with its output); the row in BENCHMARKS.md says which was used.
 ASSUMED_GPU_SAMPLES_PER_S = 1000.0
 
 
-def make_shards(workdir: Path, args: argparse.Namespace) -> Path:
-    """Synthetic FF++ clips prepared into raw/c23 shards; reused when already there."""
+def make_shards(workdir: Path, args: argparse.Namespace) -> dict[str, Path]:
+    """Synthetic FF++ clips prepared into raw/c23 shards in each image format; reused when
+    already there. Format -> shard folder."""
     synthetic = SyntheticConfig(
         reals=args.reals, frames=args.frames, width=args.width, height=args.height
     )
@@ -71,16 +86,20 @@ def make_shards(workdir: Path, args: argparse.Namespace) -> Path:
     if not (root / "original_sequences").is_dir():
         print(f"generating {args.reals * 5} synthetic videos in {root}", flush=True)
         generate(root, synthetic)
-    config = PrepareConfig(
-        root=str(root),
-        output=str(workdir / f"shards_{args.crop_size}"),
-        levels=LEVELS,
-        frames_per_video=args.frames,
-        crop_size=args.crop_size,
-    )
-    print(f"preparing {args.crop_size}x{args.crop_size} shards in {config.output}", flush=True)
-    prepare(config, progress=True)
-    return Path(config.output)
+    folders = {}
+    for image_format in IMAGE_FORMATS:
+        config = PrepareConfig(
+            root=str(root),
+            output=str(workdir / f"shards_{args.crop_size}_{image_format}"),
+            levels=LEVELS,
+            frames_per_video=args.frames,
+            crop_size=args.crop_size,
+            image_format=image_format,
+        )
+        print(f"preparing {image_format} shards in {config.output}", flush=True)
+        prepare(config, progress=True)
+        folders[image_format] = Path(config.output)
+    return folders
 
 
 def replicated(shards: Path, rows: int) -> Path:
@@ -103,78 +122,111 @@ def replicated(shards: Path, rows: int) -> Path:
     return target.parent
 
 
-def _decoded(png: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-
-
-def _to_nchw_rgb(image: np.ndarray, size: int) -> np.ndarray:
-    if image.shape[0] != size:
-        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])  # BGR HWC -> RGB CHW, one copy
+def _columns(shards: Path) -> list[str]:
+    image_format = shard_format(str(shards), "train")
+    return [image_column(level, image_format) for level in LEVELS]
 
 
 def floor_rate(shards: Path, size: int) -> float:
-    """Pairs/s of one process decoding both PNGs of every training row with OpenCV."""
-    columns = [png_column(level) for level in LEVELS]
+    """Pairs/s of one process turning both stored crops of every training row, already in
+    memory, into uint8 NCHW with the shards' own decoder: the floor of their format."""
+    columns = _columns(shards)
     tables = [pq.read_table(f, columns=columns) for f in complete_shards(shards, "train")]
-    pairs, started = 0, time.perf_counter()  # bytes already in memory: decoding only
+    pairs, started = 0, time.perf_counter()
     for table in tables:
-        for column in columns:
-            for png in table.column(column).to_pylist():
-                _to_nchw_rgb(_decoded(png), size)
+        for batch in table.to_batches(max_chunksize=64):  # as Ray Data's tasks see them
+            for column in columns:
+                decode_column(batch.column(column), size)
         pairs += table.num_rows
     return pairs / (time.perf_counter() - started)
 
 
-def storage_comparison(shards: Path, workdir: Path) -> dict:
-    """PNG columns (what the shards hold) vs raw uint8 columns with Parquet's zstd: bytes per
-    pair on disk and single-process pairs/s to read the file and get uint8 NCHW arrays."""
-    columns = [png_column(level) for level in LEVELS]
-    source = complete_shards(shards, "train")[0]
-    table = pq.read_table(source, columns=columns)
-    size = _decoded(table.column(0)[0].as_py()).shape[0]
-    raw = {c: [_decoded(png).tobytes() for png in table.column(c).to_pylist()] for c in columns}
-    raw_file = workdir / "raw_uint8.parquet"
-    pq.write_table(pa.table(raw), raw_file, compression="zstd")
-    png_file = workdir / "png.parquet"
-    pq.write_table(table, png_file, compression="none")  # PNG bytes do not compress further
+def storage_figures(shards: Path, size: int) -> dict:
+    """Bytes per pair on disk (both levels' crops and the row's metadata) and the pairs/s of
+    one process reading the shards from disk and decoding them."""
+    files = complete_shards(shards, "train")
+    rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    columns = _columns(shards)
+    started = time.perf_counter()
+    for f in files:
+        table = pq.read_table(f, columns=columns)
+        for column in columns:
+            decode_column(table.column(column), size)
+    return {
+        "bytes_per_pair": sum(Path(f).stat().st_size for f in files) / rows,
+        "pairs_per_s_one_core": rows / (time.perf_counter() - started),
+    }
 
-    def read_png() -> None:
-        for column in pq.read_table(png_file).columns:
-            for png in column.to_pylist():
-                _to_nchw_rgb(_decoded(png), size)
 
-    def read_raw() -> None:
-        for column in pq.read_table(raw_file).columns:
-            for data in column.to_pylist():
-                image = np.frombuffer(data, np.uint8).reshape(size, size, 3)
-                _to_nchw_rgb(image, size)
+def sample_photographs() -> dict[str, np.ndarray]:
+    """Real photographs that ship with installed packages (RGB): a face, a building, a flower."""
+    import matplotlib.cbook
+    from sklearn.datasets import load_sample_images
 
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
+        data = np.frombuffer(handle.read(), np.uint8)
+    photos = {"grace_hopper": cv2.imdecode(data, cv2.IMREAD_COLOR)[:, :, ::-1]}
+    for name, image in zip(load_sample_images().filenames, load_sample_images().images,
+                           strict=True):  # fmt: skip
+        photos[Path(name).stem] = image
+    return photos
+
+
+def photo_storage(size: int, crops_per_photo: int = 40) -> dict:
+    """Bytes per crop of each format on square crops of real photographs (random position and
+    scale, area-resized to ``size``), written as shards write them (codec and level)."""
+    rng = np.random.default_rng(0)
+    crops = []
+    for image in sample_photographs().values():
+        height, width = image.shape[:2]
+        for _ in range(crops_per_photo):
+            side = int(rng.integers(min(height, width) // 4, min(height, width)))
+            top, left = rng.integers(0, height - side + 1), rng.integers(0, width - side + 1)
+            crop = np.ascontiguousarray(image[top : top + side, left : left + side])
+            crops.append(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
     result = {}
-    for name, path, read in (("png", png_file, read_png), ("raw_zstd", raw_file, read_raw)):
-        started = time.perf_counter()
-        read()
-        result[name] = {
-            "bytes_per_pair": path.stat().st_size / table.num_rows,
-            "pairs_per_s_one_core": table.num_rows / (time.perf_counter() - started),
-        }
+    for image_format in IMAGE_FORMATS:
+        sink = pa.BufferOutputStream()
+        codec, level = COMPRESSION[image_format]
+        table = pa.table({"crop": encode_crops(crops, image_format)})
+        pq.write_table(table, sink, compression=codec, compression_level=level)
+        result[image_format] = {"bytes_per_crop": sink.getvalue().size / len(crops)}
+    result["crops"] = len(crops)
     return result
 
 
-def ray_data_rate(shards: Path, size: int, augment_on: str, passes: int) -> float:
+def _timed_passes(batches, passes: int) -> float:
+    """The median rows/s over ``passes`` passes of ``batches()`` (each a fresh iterator)."""
+    rates = []
+    for _ in range(passes):
+        rows, started = 0, time.perf_counter()
+        for batch in batches():
+            rows += len(batch["label"]) if isinstance(batch, dict) else batch.num_rows
+        rates.append(rows / (time.perf_counter() - started))
+    return statistics.median(rates)
+
+
+def ray_data_rate(shards: Path, size: int, augment_on: str, passes: int) -> tuple[float, str]:
     """Pairs/s through ``paired_dataset`` on all cores, start-up included: the median over
-    ``passes`` passes, after a short warm-up pass that starts Ray Data's worker processes."""
+    ``passes`` passes, after a short warm-up pass that starts Ray Data's worker processes;
+    and Ray Data's own per-operator statistics of the last pass."""
     config = DataConfig(shards=str(shards), augment_on=augment_on)
     dataset = paired_dataset(config, "train", LEVELS, size, augment=True)
     for _ in zip(range(4), dataset.iter_batches(batch_size=32), strict=False):
         pass  # warm-up
-    rates = []
-    for _ in range(passes):
-        rows, started = 0, time.perf_counter()
-        for batch in dataset.iter_batches(batch_size=32, batch_format="numpy"):
-            rows += len(batch["label"])
-        rates.append(rows / (time.perf_counter() - started))
-    return statistics.median(rates)
+    rate = _timed_passes(lambda: dataset.iter_batches(batch_size=32, batch_format="numpy"), passes)
+    return rate, dataset.stats()
+
+
+def read_only_rate(shards: Path, passes: int) -> float:
+    """Pairs/s of the same read (files, columns, row filter) without decoding: what the
+    Parquet read and Ray Data's streaming cost on their own."""
+    config = DataConfig(shards=str(shards))
+    dataset = ray.data.read_parquet(complete_shards(shards, "train"), shuffle="files")
+    dataset = dataset.select_columns(["label", "method", "video_key", *_columns(shards)])
+    dataset = dataset.filter(expr=methods_filter(config.methods))
+    return _timed_passes(lambda: dataset.iter_batches(batch_size=32, batch_format="pyarrow"),
+                         passes)  # fmt: skip
 
 
 def bench_job(args: argparse.Namespace, shards: Path) -> JobConfig:
@@ -319,18 +371,29 @@ def main() -> None:
     ray.data.DataContext.get_current().enable_progress_bars = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    shards = make_shards(args.workdir.resolve(), args)
+    folders = make_shards(args.workdir.resolve(), args)
+    shards = folders[DEFAULT_IMAGE_FORMAT]
 
-    print("timing the cv2 floor and PNG vs raw storage", flush=True)
-    floor = floor_rate(shards, args.crop_size)
-    storage = storage_comparison(shards, args.workdir.resolve())
-    many = replicated(shards, args.rows)
-    print(f"timing Ray Data over {args.rows}+ rows per variant: {args.variants}", flush=True)
-    per_core = {
-        variant: ray_data_rate(many, args.crop_size, variant, args.passes) / cores
-        for variant in args.variants
-    }
+    print("timing the decode floor and reading from disk, per format", flush=True)
+    floors = {f: floor_rate(folder, args.crop_size) for f, folder in folders.items()}
+    storage = {f: storage_figures(folder, args.crop_size) for f, folder in folders.items()}
+    photos = photo_storage(args.crop_size)
+    many = {f: replicated(folder, args.rows) for f, folder in folders.items()}
+    print(f"timing Ray Data over {args.rows}+ rows: {args.variants} x {IMAGE_FORMATS}", flush=True)
+    per_core, by_format, stats = {}, {}, ""
+    for image_format in IMAGE_FORMATS:
+        for variant in args.variants:
+            if image_format != DEFAULT_IMAGE_FORMAT and variant != "device":
+                continue  # the other format: the default path only
+            rate, text = ray_data_rate(many[image_format], args.crop_size, variant, args.passes)
+            if image_format == DEFAULT_IMAGE_FORMAT:
+                per_core[variant] = rate / cores
+                stats = text if variant == "device" else stats or text
+            if variant == "device":
+                by_format[image_format] = rate / cores
+    read_only = read_only_rate(many[DEFAULT_IMAGE_FORMAT], args.passes) / cores
     default = per_core.get("device", next(iter(per_core.values())))
+    floor = floors[DEFAULT_IMAGE_FORMAT]
     demand, demand_source = gpu_rate(args)
     supply = default * max(args.node_cores - 1, 1)
     wait_share = max(0.0, 1.0 - supply / demand)
@@ -348,10 +411,17 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "commit": git_commit(),
         "crop_size": args.crop_size,
+        "image_format": DEFAULT_IMAGE_FORMAT,
         "pairs_per_s_per_core": default,
         "pairs_per_s_per_core_by_variant": per_core,
+        "pairs_per_s_per_core_by_format": by_format,
+        "read_only_pairs_per_s_per_core": read_only,
         "floor_pairs_per_s_per_core": floor,
+        "floor_pairs_per_s_per_core_by_format": floors,
+        "share_of_floor": default / floor,
         "storage": storage,
+        "photo_storage": photos,
+        "ray_data_stats": stats,
         "data_wait_share": wait_share,
         "gpu_samples_per_s": demand,
         "gpu_samples_per_s_source": demand_source,
@@ -379,18 +449,31 @@ def _verdict(value: float, target: float, higher_is_better: bool = True) -> str:
 
 
 def report(result: dict, args: argparse.Namespace) -> None:
-    print(f"data path at {result['crop_size']}x{result['crop_size']}, {result['machine']}")
-    print(f"{'':34}{'pairs/s/core':>14}")
-    print(f"{'cv2 decode loop, 1 process (floor)':34}{result['floor_pairs_per_s_per_core']:>14.1f}")
+    default = result["image_format"]
+    print(f"data path at {result['crop_size']}x{result['crop_size']}, {result['machine']}; "
+          f"default shard format: {default}")  # fmt: skip
+    print(f"{'':44}{'pairs/s/core':>14}")
+    for name, floor in result["floor_pairs_per_s_per_core_by_format"].items():
+        print(f"{'floor (1 process, decode only), ' + name:44}{floor:>14.1f}")
     for name, figures in result["storage"].items():
-        label = f"read+decode 1 process, {name} column"
         print(
-            f"{label:34}{figures['pairs_per_s_one_core']:>14.1f}  "
+            f"{'read from disk + decode, 1 process, ' + name:44}"
+            f"{figures['pairs_per_s_one_core']:>14.1f}  "
             f"{figures['bytes_per_pair'] / 1024:.0f} KiB/pair on disk"
         )
+    print(f"{'Ray Data read, no decode, ' + default:44}"
+          f"{result['read_only_pairs_per_s_per_core']:>14.1f}")  # fmt: skip
+    for name, rate in result["pairs_per_s_per_core_by_format"].items():
+        label = f"Ray Data, augment_on=device, {name}"
+        print(f"{label:44}{rate:>14.1f}  {_verdict(rate, TARGET_PAIRS_PER_S_PER_CORE)} (400)")
     for variant, rate in result["pairs_per_s_per_core_by_variant"].items():
-        label = f"Ray Data, augment_on={variant}"
-        print(f"{label:34}{rate:>14.1f}  {_verdict(rate, TARGET_PAIRS_PER_S_PER_CORE)} (400)")
+        if variant != "device":
+            print(f"{f'Ray Data, augment_on={variant}, {default}':44}{rate:>14.1f}")
+    print(f"default path / its format's floor: {result['share_of_floor']:.0%}  "
+          f"{_verdict(result['share_of_floor'], TARGET_SHARE_OF_FLOOR)} (80 %)")  # fmt: skip
+    photos = result["photo_storage"]
+    print(f"bytes per crop on {photos['crops']} crops of real photographs: " + ", ".join(
+        f"{f} {photos[f]['bytes_per_crop'] / 1024:.1f} KiB" for f in IMAGE_FORMATS))  # fmt: skip
     share = result["data_wait_share"]
     print(
         f"worker wait for data at {result['gpu_samples_per_s']:.0f} samples/s "

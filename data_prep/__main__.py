@@ -16,6 +16,7 @@ import yaml
 
 from data_prep import defaults
 from data_prep.compress import CompressConfig, compress_dataset
+from data_prep.image_columns import IMAGE_FORMATS
 from data_prep.prepare import InputUnavailableError, PrepareConfig, prepare
 from data_prep.synthetic import main as synthetic_main
 
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     prep.add_argument("--detector", help="haar or none (pre-cropped faces)")
     prep.add_argument("--shard-target-mb", dest="shard_target_mb", type=float)
     prep.add_argument("--seed", type=int)
+    prep.add_argument(
+        "--image-format", dest="image_format", choices=IMAGE_FORMATS,
+        help="how crops are stored: raw (RGB planes, zstd; the default, read without decoding) "
+        "or png (smaller on photographs, decoded on every read)",
+    )  # fmt: skip
     prep.add_argument("--overwrite", action="store_true", help="redo a finished output")
 
     argv = sys.argv[1:] if argv is None else argv

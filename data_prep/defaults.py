@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from data_prep import storage
-from data_prep.prepare import PrepareConfig, prepare
+from data_prep.prepare import PrepareConfig, completed_format, prepare
 from data_prep.synthetic import SyntheticConfig, generate
 
 
@@ -46,6 +46,13 @@ def embedded_prepare_config(**overrides) -> PrepareConfig:
 
 
 def ensure_embedded_shards(progress: bool = True, overwrite: bool = False, **overrides) -> dict:
-    """Generate the synthetic dataset and its shards if absent; return the manifest."""
+    """Generate the synthetic dataset and its shards if absent; return the manifest.
+
+    Shards finished earlier in the other image format are used as they are (readers take both).
+    """
     generate(synthetic_root(), SyntheticConfig())
-    return prepare(embedded_prepare_config(**overrides), overwrite=overwrite, progress=progress)
+    config = embedded_prepare_config(**overrides)
+    existing = completed_format(config.output)
+    if existing and not overwrite and "image_format" not in overrides:
+        config = replace(config, image_format=existing)
+    return prepare(config, overwrite=overwrite, progress=progress)

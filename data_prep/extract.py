@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
 from data_prep.faces import Box, CropBox, crop_box, largest
+from data_prep.image_columns import encode_crops, image_column
 from data_prep.records import VideoRecord
-from data_prep.shards import png_column, row_schema
+from data_prep.shards import row_schema
 from data_prep.video import VideoError, VideoInfo, iter_frames, probe
 
 
@@ -25,6 +25,7 @@ class ExtractOptions:
     frames_per_video: int = 50
     crop_size: int = 256
     margin: float = 1.3
+    image_format: str = "raw"  # data_prep.image_columns.IMAGE_FORMATS
 
 
 def sample_indices(frame_count: int, wanted: int) -> list[int]:
@@ -32,13 +33,6 @@ def sample_indices(frame_count: int, wanted: int) -> list[int]:
     if frame_count <= wanted:
         return list(range(frame_count))
     return np.linspace(0, frame_count - 1, wanted).round().astype(int).tolist()
-
-
-def encode_png(crop: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("OpenCV failed to encode a PNG")
-    return buffer.tobytes()
 
 
 def _probe_levels(record: VideoRecord, levels: Sequence[str]) -> VideoInfo:
@@ -156,5 +150,8 @@ def extract_rows(
         "box_side": [boxes[i].side for i in indices],
     }
     for level in levels:
-        columns[png_column(level)] = [encode_png(crops[level][i]) for i in indices]
-    return pa.Table.from_pydict(columns, schema=row_schema(levels)), notes
+        images = [crops[level][i] for i in indices]
+        column = image_column(level, options.image_format)
+        columns[column] = encode_crops(images, options.image_format)
+    schema = row_schema(levels, options.image_format, options.crop_size)
+    return pa.Table.from_pydict(columns, schema=schema), notes

@@ -29,6 +29,7 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray, format_problems, on_every_node
 from data_prep.extract import ExtractOptions, extract_rows
 from data_prep.faces import build_detector
+from data_prep.image_columns import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 from data_prep.readers import read_dataset
 from data_prep.records import SPLITS, Skip, VideoRecord, canonical_level
 from data_prep.shards import ShardWriter, complete_shards, row_schema, shard_notes
@@ -53,8 +54,11 @@ class PrepareConfig:
     detector: str = "haar"  # a name from data_prep.faces.DETECTORS
     shard_target_mb: float = 256.0
     seed: int = 0
+    image_format: str = DEFAULT_IMAGE_FORMAT  # how crops are stored: raw (zstd) or png
 
     def __post_init__(self) -> None:
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format: unknown {self.image_format!r}; one of {IMAGE_FORMATS}")
         levels = tuple(canonical_level(v) for v in self.levels)
         if "raw" in levels:  # the reference for face boxes: the cleanest frames
             levels = ("raw", *(level for level in levels if level != "raw"))
@@ -62,7 +66,9 @@ class PrepareConfig:
         object.__setattr__(self, "methods", tuple(self.methods))
 
     def extract_options(self) -> ExtractOptions:
-        return ExtractOptions(self.levels, self.frames_per_video, self.crop_size, self.margin)
+        return ExtractOptions(
+            self.levels, self.frames_per_video, self.crop_size, self.margin, self.image_format
+        )
 
 
 class InputUnavailableError(OSError):
@@ -187,6 +193,21 @@ def _config_json(config: PrepareConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
+def recorded_config(manifest: dict) -> dict:
+    """The preparation settings a manifest records; those written before shards had an image
+    format hold PNG crops."""
+    return {"image_format": "png", **manifest.get("config", {})}
+
+
+def completed_format(output: str) -> str | None:
+    """The image format of a finished preparation at ``output``, or None if there is none."""
+    manifest_path = storage.join(storage.normalise(output), MANIFEST)
+    if not storage.is_file(manifest_path):
+        return None
+    manifest = json.loads(storage.read_text(manifest_path))
+    return recorded_config(manifest)["image_format"] if manifest.get("complete") else None
+
+
 def _clear(output: str) -> None:
     """Remove what an earlier preparation wrote (only its own files)."""
     for split in SPLITS:
@@ -231,10 +252,15 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     wanted = _config_json(config)
     if storage.is_file(manifest_path) and not overwrite:
         previous = json.loads(storage.read_text(manifest_path))
-        if previous.get("config") != wanted:
+        differences = sorted(
+            f"{key}: {value!r} -> {wanted.get(key)!r}"
+            for key, value in recorded_config(previous).items()
+            if wanted.get(key) != value
+        )
+        if differences:
             raise ValueError(
-                f"{output}: prepared earlier with another configuration; "
-                "pass --overwrite to redo it, or choose another output"
+                f"{output}: prepared earlier with another configuration "
+                f"({'; '.join(differences)}); pass --overwrite to redo it, or choose another output"
             )
         if previous.get("complete"):
             return previous
@@ -268,7 +294,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     todo = [r for r in _ordered(found.records) if r.video_key not in done_keys]
 
     window = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-    schema = row_schema(config.levels)
+    schema = row_schema(config.levels, config.image_format, config.crop_size)
     target_bytes = int(config.shard_target_mb * 1024 * 1024)
     writers: dict[str, ShardWriter] = {}
     bar = tqdm(total=len(todo), unit="video", desc="prepare", disable=not progress)

@@ -11,9 +11,12 @@ Layout: ``OUTPUT/<split>/part-NNNNN.parquet`` plus ``OUTPUT/manifest.json``. One
 | split | string | ``train``, ``val`` or ``test`` |
 | frame_index, frame_count | int32 | the sampled frame and the video's length |
 | box_left, box_top, box_side | int32 | the square crop box, in reference-level pixels |
-| png_<level> | binary | the crop of that level (``png_raw``, ``png_c23``, ...), lossless RGB PNG |
+| rgb_<level> | fixed_size_binary | the crop of that level (``rgb_raw``, ...), RGB planes |
+| png_<level> | binary | or, in PNG shards, a lossless RGB PNG (``data_prep.image_columns``) |
 
-Every level's crop of a row comes from the same frame and the same box. A shard holds whole
+Every level's crop of a row comes from the same frame and the same box, and every crop of a
+prepared dataset has one format (recorded in the schema's ``sffb.image_format`` and the manifest;
+raw shards are zstd-compressed, PNG ones not). A shard holds whole
 videos, one row group per video, and is written under a temporary name and renamed when complete.
 Its footer (key ``sffb.notes``) keeps the preparation notes of its videos, so the notes of a
 resumed run's earlier shards are not lost.
@@ -31,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep import storage
+from data_prep.image_columns import COMPRESSION, column_type, image_column
 
 SHARD_GLOB = "part-*.parquet"
 NOTES_KEY = "sffb.notes"
@@ -50,14 +54,14 @@ _METADATA_FIELDS = [
 METADATA_COLUMNS = tuple(name for name, _ in _METADATA_FIELDS)
 
 
-def png_column(level: str) -> str:
-    return f"png_{level}"
-
-
-def row_schema(levels: Sequence[str]) -> pa.Schema:
+def row_schema(levels: Sequence[str], image_format: str, crop_size: int) -> pa.Schema:
     fields = [pa.field(n, t, nullable=False) for n, t in _METADATA_FIELDS]
-    fields += [pa.field(png_column(level), pa.binary(), nullable=False) for level in levels]
-    return pa.schema(fields, metadata={"sffb.levels": ",".join(levels)})
+    image_type = column_type(image_format, crop_size)
+    fields += [
+        pa.field(image_column(level, image_format), image_type, nullable=False) for level in levels
+    ]
+    metadata = {"sffb.levels": ",".join(levels), "sffb.image_format": image_format}
+    return pa.schema(fields, metadata=metadata)
 
 
 def shard_notes(location: str) -> list[dict]:
@@ -100,7 +104,11 @@ class ShardWriter:
         """Append one video's rows (and its notes, kept in the shard's footer)."""
         if self._writer is None:
             self._temporary = self._staging_path()
-            self._writer = pq.ParquetWriter(self._temporary, self.schema, compression="none")
+            image_format = self.schema.metadata[b"sffb.image_format"].decode()
+            codec, level = COMPRESSION[image_format]
+            self._writer = pq.ParquetWriter(
+                self._temporary, self.schema, compression=codec, compression_level=level
+            )
         self._writer.write_table(table, row_group_size=max(1, table.num_rows))
         self._notes.extend(notes)
         self._bytes += table.nbytes

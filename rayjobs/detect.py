@@ -31,17 +31,17 @@ from tqdm import tqdm
 
 from data_prep import storage
 from data_prep.defaults import workdir
+from data_prep.image_columns import encode_png, to_model_size
 from data_prep.media import CropSettings, expand_inputs, file_faces
 from data_prep.video import VideoError
 from rayjobs.lib.checkpoints import STATE_FILE, load_state, model_from_state
 from rayjobs.lib.config import TrackingConfig
-from rayjobs.lib.data import to_model_size
 from rayjobs.lib.detection_results import Collector, ResultWriter, file_record, summary_table
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.trained_model import TrainedModel, load_trained_model, resolve_model
-from sffb.cam import encode_png, overlay_strip, stage_cams
+from sffb.cam import overlay_strip, stage_cams
 
 COLUMNS = ("order", "rows", "frame_index", "without_face", "error")
 

@@ -36,11 +36,12 @@ from mlflow.tracking import MlflowClient
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
 from data_prep.faces import CropBox
+from data_prep.image_columns import to_model_size
 from data_prep.readers import read_dataset
 from data_prep.video import Encoding, encode_video, iter_frames, probe
 from rayjobs.lib.checkpoints import load_state, model_from_state
 from rayjobs.lib.cross_dataset import checkpoint_name
-from rayjobs.lib.data import shard_files, to_model_size
+from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri

@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from data_prep import storage
+from data_prep.image_columns import to_model_size
 from data_prep.media import file_faces
 from data_prep.video import VideoError
 from rayjobs.lib.checkpoints import load_state, model_from_state
-from rayjobs.lib.data import to_model_size
 from rayjobs.lib.detection_results import file_record
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.trained_model import load_trained_model, resolve_model

@@ -7,7 +7,6 @@ grid) and the fused map M_m1. Each map is scaled to [0, 1] per image and up-samp
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import GradCAM
@@ -56,10 +55,3 @@ def overlay_strip(image: np.ndarray, cams: dict[str, np.ndarray]) -> np.ndarray:
     base = rgb.astype(np.float32) / 255
     overlays = [show_cam_on_image(base, cams[name], use_rgb=True) for name in STAGES]
     return np.concatenate([rgb, *overlays], axis=1)
-
-
-def encode_png(rgb: np.ndarray) -> bytes:
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("OpenCV failed to encode a PNG")
-    return buffer.tobytes()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
+
 from data_prep.prepare import PrepareConfig
 from data_prep.synthetic import SyntheticConfig
 
@@ -17,3 +20,12 @@ def small_prepare_config(root: Path, output: Path, **overrides) -> PrepareConfig
     options = dict(frames_per_video=TEST_FRAMES, crop_size=64, shard_target_mb=1.0)
     options.update(overrides)
     return PrepareConfig(dataset="ffpp", root=str(root), output=str(output), **options)
+
+
+def crop_pixels(data: bytes, column: str) -> np.ndarray:
+    """A crop stored in a shard, as RGB HWC, read without data_prep's decoder (an independent
+    reference): ``png_*`` columns hold PNGs, ``rgb_*`` ones RGB planes."""
+    if column.startswith("png_"):
+        return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
+    side = round((len(data) // 3) ** 0.5)
+    return np.frombuffer(data, np.uint8).reshape(3, side, side).transpose(1, 2, 0)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -59,9 +60,12 @@ def test_weighted_hard_loss_against_a_float64_hand_computation():
 
 def test_repeat_class_copies_rows_whole_and_on_average_the_factor():
     labels = np.r_[np.zeros(4000, np.int8), np.ones(16000, np.int8)]
-    batch = {"label": labels, "row": np.arange(labels.size), "png": np.arange(labels.size) * 7}
+    crops = pa.array([bytes([i % 251]) * 3 for i in range(labels.size)], pa.binary(3))
+    batch = pa.table({"label": labels, "row": np.arange(labels.size), "rgb_raw": crops})
     out = RepeatClass(0, 4.0 / 1.5)(batch)
-    assert np.array_equal(out["png"], out["row"] * 7)  # columns stay aligned
+    assert out.schema == batch.schema  # the crop column keeps its type for decoding
+    assert [c[0] for c in out["rgb_raw"].to_pylist()] == [r % 251 for r in out["row"].to_pylist()]
+    out = {name: out[name].to_numpy() for name in ("label", "row")}  # columns stayed aligned
     reals = out["row"][out["label"] == 0]
     copies = np.bincount(reals, minlength=4000)
     assert set(np.unique(copies)) == {2, 3}  # floor or ceil of 2.67

@@ -57,8 +57,9 @@ def test_pipeline_bench_prints_every_figure(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "cv2 decode loop, 1 process (floor)" in result.stdout
-    assert "Ray Data, augment_on=device" in result.stdout
+    assert "floor (1 process, decode only), raw" in result.stdout
+    assert "floor (1 process, decode only), png" in result.stdout
+    assert "Ray Data, augment_on=device, raw" in result.stdout
     assert "Ray overhead ratio" in result.stdout
     figures = json.loads(out.read_text())
     for key in (
@@ -69,6 +70,11 @@ def test_pipeline_bench_prints_every_figure(tmp_path):
     ):
         assert figures[key] >= 0, key
     assert set(figures["pairs_per_s_per_core_by_variant"]) == {"cpu", "device"}
+    assert set(figures["pairs_per_s_per_core_by_format"]) == {"raw", "png"}
+    storage, photos = figures["storage"], figures["photo_storage"]
+    assert all(storage[f]["bytes_per_pair"] > 0 for f in ("raw", "png"))
+    assert all(photos[f]["bytes_per_crop"] > 0 for f in ("raw", "png")) and photos["crops"] == 120
+    assert figures["share_of_floor"] > 0 and "Operator" in figures["ray_data_stats"]
     assert figures["ray_samples_per_s"] > 0 and figures["bare_samples_per_s"] > 0
 
 

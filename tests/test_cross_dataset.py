@@ -11,10 +11,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from data_prep.image_columns import decode_column, level_column
 from rayjobs.evaluate import main
 from rayjobs.lib.checkpoints import load_model, save_state
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.data import decode_pngs
 from rayjobs.lib.scoring import fake_scores
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
@@ -63,8 +63,8 @@ def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
     assert {a.path for a in client.list_artifacts(run.info.run_id, "cross_dataset")} == {
         "cross_dataset/matrix.md", "cross_dataset/heatmap_c40.png"}  # fmt: skip
     # A cell is the model scored on that dataset's whole test split (scored here without Ray).
-    rows = pq.read_table(other / "test", columns=["label", "video_key", "png_c40"])
-    images = decode_pngs(rows["png_c40"].to_numpy(zero_copy_only=False), 64)
+    rows = pq.read_table(other / "test")
+    images = decode_column(rows[level_column(rows.column_names, "c40")], 64)
     scores = fake_scores(load_model(second), images, torch.device("cpu"))
     expected = evaluate_detection(rows["label"].to_numpy(), scores, rows["video_key"].to_numpy())
     logged = run.data.metrics["cross_run-b_deepfakes_only_c40_frame_auc"]

@@ -19,14 +19,13 @@ import requests
 import torch
 from mlflow.tracking import MlflowClient
 
+from data_prep.image_columns import decode_column, level_column, to_model_size
 from data_prep.media import file_faces
-from data_prep.shards import png_column
 from data_prep.video import Encoding, encode_video, iter_frames, probe
 from rayjobs.detect import detect, main
 from rayjobs.lib.calibration import LevelCalibration, save_calibration
 from rayjobs.lib.checkpoints import load_model, save_state
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.data import decode_pngs, to_model_size
 from rayjobs.lib.detection_results import read_results
 from rayjobs.lib.scoring import fake_scores
 from rayjobs.lib.trained_model import load_trained_model, resolve_model
@@ -64,7 +63,7 @@ def _test_video(shards: Path, root: Path, label: int) -> tuple[Path, np.ndarray,
     base = root / "original_sequences" / "youtube" if label == 0 else (
         root / "manipulated_sequences" / method)  # fmt: skip
     order = np.argsort(rows["frame_index"].to_numpy())
-    crops = decode_pngs(rows[png_column("raw")].to_numpy(zero_copy_only=False)[order], 48)
+    crops = decode_column(rows[level_column(rows.column_names, "raw")].take(order), 48)
     return base / "raw" / "videos" / f"{video_id}.mp4", rows["frame_index"].to_numpy()[order], crops
 
 

@@ -17,7 +17,6 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import psutil
 import pyarrow.parquet as pq
@@ -26,6 +25,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+from data_prep.image_columns import decode_column, level_column
 from rayjobs.detect import detect
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate, score_test_split
@@ -33,7 +33,6 @@ from rayjobs.lib.balance import train_class_counts
 from rayjobs.lib.calibration import load_calibration
 from rayjobs.lib.checkpoints import load_model, load_state
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.data import decode_pngs
 from rayjobs.lib.detection_results import read_results
 from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_training
 from rayjobs.lib.scoring import fake_scores
@@ -45,6 +44,7 @@ from rayjobs.robustness import DEGRADATIONS
 from rayjobs.robustness import main as robustness_main
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
+from tests.helpers import crop_pixels
 from tests.servers import free_port, serving
 
 EXPERIMENT = "sffb-tests"
@@ -164,8 +164,8 @@ def test_the_best_model_is_registered_and_served_by_mlflow(teacher, prepared, tm
     version = MlflowClient(uri).get_model_version("sffb-teacher", number)
     assert version.run_id == outcome.mlflow_run_id
     shards, _ = prepared
-    rows = pq.read_table(shards / "test", columns=["png_raw"]).slice(0, 3)
-    crops = decode_pngs(rows["png_raw"].to_numpy(zero_copy_only=False), 64)
+    rows = pq.read_table(shards / "test").slice(0, 3)
+    crops = decode_column(rows[level_column(rows.column_names, "raw")], 64)
     expected = fake_scores(load_model(outcome.best_checkpoint), crops, torch.device("cpu"))
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
@@ -381,12 +381,12 @@ def test_distillation_and_evaluation(teacher, prepared, home):
 
 
 def _direct_scores(checkpoint: str, split: Path, level: str) -> tuple[np.ndarray, np.ndarray]:
-    """P(fake) of every row, outside Ray: PNGs decoded with OpenCV, the model called directly."""
-    rows = pq.read_table(split, columns=["label", f"png_{level}"])
-    images = np.stack([
-        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].transpose(2, 0, 1)
-        for png in rows[f"png_{level}"].to_pylist()
-    ])  # fmt: skip
+    """P(fake) of every row, outside Ray: crops read from the Parquet bytes by the tests' own
+    reader, the model called directly."""
+    rows = pq.read_table(split)
+    column = level_column(rows.column_names, level)
+    images = np.stack([crop_pixels(data, column).transpose(2, 0, 1)
+                       for data in rows[column].to_pylist()])  # fmt: skip
     with torch.no_grad():
         logits = load_model(checkpoint)(torch.from_numpy(np.ascontiguousarray(images))).logits
     return rows["label"].to_numpy(), SFFB.fake_probability(logits).numpy()

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 BALANCES = ("auto", "none", "loss_weights", "sampler")
 #: ``auto`` corrects a training split whose larger class outnumbers the smaller by more than this.
@@ -91,12 +92,12 @@ class RepeatClass:
         self.label, self.factor = label, factor
         self.rng: np.random.Generator | None = None  # made in the task: a pickled one repeats
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        """Arrow in, Arrow out: the crop columns keep their exact types for decoding."""
         if self.rng is None:
             self.rng = np.random.default_rng()
-        chosen = batch["label"] == self.label
+        chosen = batch.column("label").to_numpy() == self.label
         whole, part = divmod(self.factor, 1.0)
         extra = self.rng.random(chosen.size) < part
         copies = np.where(chosen, int(whole) + extra, 1)
-        order = np.repeat(np.arange(chosen.size), copies)
-        return {name: column[order] for name, column in batch.items()}
+        return batch.take(np.repeat(np.arange(chosen.size), copies))

@@ -11,15 +11,16 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from mlflow.tracking import MlflowClient
 
 from data_prep import storage
-from data_prep.shards import png_column
+from data_prep.image_columns import decode_column, encode_png, image_column
 from rayjobs.lib.checkpoints import load_model
-from rayjobs.lib.data import decode_pngs, shard_files
-from sffb.cam import encode_png, overlay_strip, stage_cams
+from rayjobs.lib.data import shard_files, shard_format
+from sffb.cam import overlay_strip, stage_cams
 
 REAL = "real"
 
@@ -34,8 +35,9 @@ def example_frames(
 ) -> dict[str, np.ndarray]:
     """Up to ``per_class`` uint8 NCHW crops per class (``real``, then each fake method of
     ``methods``, or every one), one per video, read shard by shard until every class has them."""
-    picked: dict[str, dict[str, bytes]] = {}  # class -> video_key -> PNG
-    columns = ["label", "method", "video_key", png_column(level)]
+    picked: dict[str, dict[str, pa.Array]] = {}  # class -> video_key -> its first row
+    crops = image_column(level, shard_format(shards, split))
+    columns = ["label", "method", "video_key", crops]
 
     def complete() -> bool:
         return len(picked) > 1 and all(len(v) == per_class for v in picked.values())
@@ -44,19 +46,20 @@ def example_frames(
         fs, path = storage.filesystem(location)
         with fs.open_input_file(path) as handle:
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=256, columns=columns):
-                for row in batch.to_pylist():
+                rows = batch.select(["label", "method", "video_key"]).to_pylist()
+                for i, row in enumerate(rows):
                     name = REAL if row["label"] == 0 else row["method"]
                     if methods and name != REAL and name not in methods:
                         continue
                     videos = picked.setdefault(name, {})
                     if len(videos) < per_class and row["video_key"] not in videos:
-                        videos[row["video_key"]] = row[png_column(level)]
+                        videos[row["video_key"]] = batch.column(crops).slice(i, 1)
                 if complete():
                     break
         if complete():
             break
     ordered = sorted(picked, key=lambda name: (name != REAL, name))
-    return {name: decode_pngs(np.array(list(picked[name].values()), object), size)
+    return {name: decode_column(pa.chunked_array(list(picked[name].values())), size)
             for name in ordered}  # fmt: skip
 
 

@@ -2,8 +2,9 @@
 
 Shards are read lazily (only the needed columns, rows filtered at the Parquet reader) and
 decoded in ``map_batches`` on CPU workers, so nothing materialises the dataset and memory stays
-bounded as it grows. Images leave this stage as uint8 NCHW; augmentation (by default), scaling,
-normalisation and the DCT happen on the training worker's device.
+bounded as it grows. Crops of either storage format (``data_prep.image_columns``: raw planes,
+or PNG) leave this stage as uint8 NCHW; augmentation (by default), scaling, normalisation and
+the DCT happen on the training worker's device.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ import math
 import os
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import cv2
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
 import torch
@@ -24,7 +26,8 @@ from ray.data import FileShuffleConfig
 from ray.data.expressions import col
 
 from data_prep import storage
-from data_prep.shards import complete_shards, png_column
+from data_prep.image_columns import decode_column, formats_of, image_column, levels_of
+from data_prep.shards import complete_shards
 from rayjobs.lib.augment import augment_together
 from rayjobs.lib.balance import RepeatClass
 from rayjobs.lib.config import AugmentConfig, DataConfig
@@ -43,15 +46,44 @@ def shard_files(shards: str, split: str) -> list[str]:
     return files
 
 
-def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> None:
-    """Fail early, naming the shard, when a level the job needs was not prepared."""
+def _schema_names(location: str) -> list[str]:
+    fs, path = storage.filesystem(location)
+    return pq.read_schema(path, filesystem=fs).names
+
+
+def shard_format(shards: str, split: str) -> str:
+    """The image format of the split's shards (every footer read); ``DataError`` naming the
+    files when they mix formats, which one preparation never writes."""
+    files = shard_files(shards, split)
+    with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
+        names = list(pool.map(_schema_names, files))
+    example: dict[str, str] = {}
+    for location, columns in zip(files, names, strict=True):
+        found = formats_of(columns)
+        if len(found) != 1:
+            raise DataError(f"{location}: expected the crops in one format (rgb_* or png_* "
+                            f"columns), found {sorted(found) or 'none'}")  # fmt: skip
+        example.setdefault(found.pop(), location)
+    if len(example) > 1:
+        mixed = ", ".join(f"{f} ({where})" for f, where in sorted(example.items()))
+        raise DataError(
+            f"{storage.join(shards, split)}: shards of two image formats: {mixed}; prepare the "
+            "dataset again into one folder (data_prep prepare --image-format raw|png)"
+        )
+    return next(iter(example))
+
+
+def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> str:
+    """Fail early, naming the shard, when a level the job needs was not prepared; return the
+    shards' image format, which says how to read them."""
+    image_format = shard_format(shards, split)
     first = shard_files(shards, split)[0]
-    fs, path = storage.filesystem(first)
-    columns = set(pq.read_schema(path, filesystem=fs).names)
-    missing = [level for level in levels if png_column(level) not in columns]
+    columns = _schema_names(first)
+    have = levels_of(columns, image_format)
+    missing = [level for level in levels if level not in have]
     if missing:
-        have = sorted(c.removeprefix("png_") for c in columns if c.startswith("png_"))
         raise DataError(f"{first}: level {missing[0]!r} is not in the shards (they hold {have})")
+    return image_format
 
 
 def check_methods(shards: str, split: str, methods: tuple[str, ...]) -> None:
@@ -75,35 +107,14 @@ def methods_filter(methods: tuple[str, ...]):
     return (col("label") == 0) | col("method").is_in(list(methods))
 
 
-def to_model_size(image: np.ndarray, size: int) -> np.ndarray:
-    """A square HWC crop at the model's input side (area filter): how training, evaluation and
-    detection all bring crops of another size to the model, so they see the same pixels."""
-    if image.shape[0] == size:
-        return image
-    return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-
-
-def decode_pngs(pngs: np.ndarray, size: int) -> np.ndarray:
-    """PNG bytes -> uint8 (N, 3, size, size) RGB, resized when the shards hold another size.
-
-    Each image is written straight into the batch array, BGR -> RGB and HWC -> CHW in one copy.
-    """
-    out = np.empty((len(pngs), 3, size, size), np.uint8)
-    for i, png in enumerate(pngs):
-        image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise DataError("a shard holds a PNG that does not decode")
-        out[i] = to_model_size(image, size).transpose(2, 0, 1)[::-1]
-    return out
-
-
 #: The columns that identify an evaluation row: its video (unique across methods), its method
 #: and the sampled frame; two models' scores of a split are paired on them.
 KEY_COLUMNS = ("video_key", "method", "frame_index")
 
 
 class DecodePairs:
-    """``map_batches`` step: decode each level, NHWC -> NCHW, optionally augment identically.
+    """``map_batches`` step over Arrow batches: each level's crops as NCHW, optionally augmented
+    identically (raw crops are copied out of the Arrow buffer, PNG ones decoded).
 
     The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
     (``raw``, ``c23``, ...), beside ``label`` (and, when ``keys``, the row's ``video_key``,
@@ -112,26 +123,32 @@ class DecodePairs:
     """
 
     def __init__(
-        self, levels: tuple[str, ...], size: int, augment: AugmentConfig | None, keys: bool
+        self,
+        levels: tuple[str, ...],
+        image_format: str,
+        size: int,
+        augment: AugmentConfig | None,
+        keys: bool,
     ) -> None:
         self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
+        self.columns = [image_column(level, image_format) for level in levels]
         # Made in the Ray Data task, not here: a generator seeded on the driver would be
         # pickled into every task with the same state, and every task would draw the same
         # augmentations.
         self.generator: torch.Generator | None = None
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        images = [decode_pngs(batch[png_column(level)], self.size) for level in self.levels]
+    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
+        images = [decode_column(batch.column(name), self.size) for name in self.columns]
         if self.augment is not None:
             if self.generator is None:
                 self.generator = torch.Generator()
                 self.generator.seed()  # fresh entropy in every task
             tensors = [torch.from_numpy(image) for image in images]
             images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
-        out = {"label": batch["label"].astype(np.int64)}
+        out = {"label": batch.column("label").to_numpy().astype(np.int64)}
         if self.keys:  # strings: for scoring, not for iter_torch_batches
             for key in KEY_COLUMNS:
-                out[key] = batch[key]
+                out[key] = batch.column(key).to_numpy(zero_copy_only=False)
         out.update(zip(self.levels, images, strict=True))
         return out
 
@@ -189,9 +206,9 @@ def paired_dataset(
     reseeds every execution), else it is drawn afresh.
     """
     shards = config.shards
-    check_levels(shards, split, levels)
+    image_format = check_levels(shards, split, levels)
     keys = KEY_COLUMNS if not augment else ("method", "video_key")
-    columns = ["label", *keys, *(png_column(level) for level in levels)]
+    columns = ["label", *keys, *(image_column(level, image_format) for level in levels)]
     shuffle = (FileShuffleConfig(seed=seed) if seed is not None else "files") if augment else None
     files = shard_files(shards, split)
     with sized_footer_pool(len(files)):
@@ -200,7 +217,9 @@ def paired_dataset(
     if config.methods:
         dataset = dataset.filter(expr=methods_filter(config.methods))
     if repeat is not None:
-        dataset = dataset.map_batches(RepeatClass(*repeat), batch_format="numpy", batch_size=64)
+        dataset = dataset.map_batches(RepeatClass(*repeat), batch_format="pyarrow", batch_size=64)
     here = augment and config.augment_on == "cpu"
-    step = DecodePairs(levels, image_size, config.augment if here else None, keys=not augment)
-    return dataset.map_batches(step, batch_format="numpy", batch_size=64)
+    step = DecodePairs(
+        levels, image_format, image_size, config.augment if here else None, keys=not augment
+    )
+    return dataset.map_batches(step, batch_format="pyarrow", batch_size=64)
