@@ -60,7 +60,7 @@ from data_prep.shards import complete_shards
 from data_prep.synthetic import SyntheticConfig, generate
 from rayjobs.lib.config import DataConfig, JobConfig, load_job_config
 from rayjobs.lib.configtree import from_dict, to_dict
-from rayjobs.lib.data import methods_filter, paired_dataset, shard_format
+from rayjobs.lib.data import paired_dataset, shard_format
 from rayjobs.lib.step import TrainingStep
 from rayjobs.lib.tracking import git_commit
 from sffb.losses import DistillationLoss
@@ -221,10 +221,8 @@ def ray_data_rate(shards: Path, size: int, augment_on: str, passes: int) -> tupl
 def read_only_rate(shards: Path, passes: int) -> float:
     """Pairs/s of the same read (files, columns, row filter) without decoding: what the
     Parquet read and Ray Data's streaming cost on their own."""
-    config = DataConfig(shards=str(shards))
     dataset = ray.data.read_parquet(complete_shards(shards, "train"), shuffle="files")
     dataset = dataset.select_columns(["label", "method", "video_key", *_columns(shards)])
-    dataset = dataset.filter(expr=methods_filter(config.methods))
     return _timed_passes(lambda: dataset.iter_batches(batch_size=32, batch_format="pyarrow"),
                          passes)  # fmt: skip
 
@@ -378,6 +376,7 @@ def main() -> None:
     floors = {f: floor_rate(folder, args.crop_size) for f, folder in folders.items()}
     storage = {f: storage_figures(folder, args.crop_size) for f, folder in folders.items()}
     photos = photo_storage(args.crop_size)
+    print(f"  floors {floors}\n  storage {storage}\n  photographs {photos}", flush=True)
     many = {f: replicated(folder, args.rows) for f, folder in folders.items()}
     print(f"timing Ray Data over {args.rows}+ rows: {args.variants} x {IMAGE_FORMATS}", flush=True)
     per_core, by_format, stats = {}, {}, ""
@@ -386,6 +385,8 @@ def main() -> None:
             if image_format != DEFAULT_IMAGE_FORMAT and variant != "device":
                 continue  # the other format: the default path only
             rate, text = ray_data_rate(many[image_format], args.crop_size, variant, args.passes)
+            print(f"  {image_format}, augment_on={variant}: {rate / cores:.1f} pairs/s/core",
+                  flush=True)  # fmt: skip
             if image_format == DEFAULT_IMAGE_FORMAT:
                 per_core[variant] = rate / cores
                 stats = text if variant == "device" else stats or text
