@@ -104,7 +104,9 @@ def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     job, outcome = teacher
     run = runs_by_name(job)["teacher"]
     assert run.info.status == "FINISHED" and run.info.run_id == outcome.mlflow_run_id
-    assert run.data.params["loss.lambda2"] == "100.0" and run.data.params["mode"] == "teacher"
+    assert run.data.params["mode"] == "teacher"
+    # The preset's student starts from its teacher; the teacher itself starts as auto does.
+    assert job.model.init == "teacher" and run.data.params["model.init"] == "auto"
     assert len(run.data.tags["sffb.manifest_sha256"]) == 64
     # One real per four fakes in the embedded data: data.balance auto weighs the loss.
     real, fake = train_class_counts(
@@ -184,13 +186,17 @@ def test_the_best_model_is_registered_and_served_by_mlflow(teacher, prepared, tm
     assert resolve_model(f"models:/sffb-teacher/{version.version}", uri) == outcome.best_checkpoint
 
 
-def test_training_loss_goes_down(teacher):
+def test_the_teacher_learns(teacher):
     job, outcome = teacher
     history = MlflowClient(job.tracking.tracking_uri).get_metric_history(
         outcome.mlflow_run_id, "train_hard"
     )
     losses = [m.value for m in sorted(history, key=lambda m: m.step)]
-    assert losses[-1] < losses[0]
+    # Two short epochs need not lower the epoch mean (the shard order alone decides that), but
+    # the teacher must learn: its class-balanced cross-entropy ends below a chance
+    # predictor's ln 2, and its best checkpoint ranks validation frames better than chance.
+    assert len(losses) == 2 and losses[-1] < math.log(2)
+    assert load_state(outcome.best_checkpoint)["history"][-1]["val_frame_auc"] > 0.5
 
 
 def test_detecting_the_test_videos_gives_evaluations_video_scores(
@@ -493,7 +499,8 @@ def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session
     """distill.py --sffb-alone (the fusion ablation's student): cross-entropy on c40 only, from
     random weights, no teacher at all, though the distilled student starts from its teacher."""
     shards, _ = prepared
-    distilled = tiny_job(shards, home, epochs=1)
+    # Plain loss terms (cpu-demo balances them by their running magnitude): total = l3 x hard.
+    distilled = tiny_job(shards, home, epochs=1, overrides=["loss.balance=none"])
     assert distilled.model.init == "teacher"
     assert sffb_alone_checkpoint(distilled) is None  # not trained yet: no baseline row
     job = distilled.sffb_alone()

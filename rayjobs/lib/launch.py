@@ -114,8 +114,7 @@ def storage_path(job: JobConfig) -> str:
 def pretrain_teacher(job: JobConfig, run_name: str) -> TrainOutcome:
     """Pretrain the teacher as run ``run_name``: its own name, never the student's
     ``tracking.run_name`` (which would make the student's relaunch resume the teacher), and
-    without the student's options (``model.init: teacher``)."""
-    job = teacher_job(job)
+    without the student's options (``model.init: teacher``: ``run_training`` drops it)."""
     return run_training(replace(job, tracking=replace(job.tracking, run_name=run_name)), "teacher")
 
 
@@ -178,9 +177,11 @@ def run_training(
 ) -> TrainOutcome:
     """Train (or resume) the job's run; return where its best checkpoint is.
 
-    ``callbacks`` are extra Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
+    A teacher ignores the student-only ``model.init: teacher`` (``teacher_job``), so one
+    configuration serves both jobs. ``callbacks`` are extra Ray Train callbacks (a Tune trial
+    passes ``TuneReportCallback``).
     """
-    job = resolve_data(job)
+    job = resolve_data(teacher_job(job) if mode == "teacher" else job)
     teacher_checkpoint = storage.normalise(teacher_checkpoint) if teacher_checkpoint else None
     preflight(job, mode, teacher_checkpoint)
     manifest = storage.join(job.data.shards, "manifest.json")
