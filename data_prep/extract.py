@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from data_prep.faces import Box, CropBox, crop_box, largest
-from data_prep.image_columns import encode_crops, image_column
+from data_prep.image_columns import DEFAULT_IMAGE_FORMAT, encode_crops, image_column
 from data_prep.records import VideoRecord
 from data_prep.shards import row_schema
 from data_prep.video import VideoError, VideoInfo, iter_frames, probe
@@ -25,7 +25,7 @@ class ExtractOptions:
     frames_per_video: int = 50
     crop_size: int = 256
     margin: float = 1.3
-    image_format: str = "raw"  # data_prep.image_columns.IMAGE_FORMATS
+    image_format: str = DEFAULT_IMAGE_FORMAT  # data_prep.image_columns.IMAGE_FORMATS
 
 
 def sample_indices(frame_count: int, wanted: int) -> list[int]:

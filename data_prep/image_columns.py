@@ -10,8 +10,8 @@ Grad-CAM sheets read either:
 | ``png`` | ``png_<level>`` | ``binary``: one lossless RGB PNG | as is | a PNG decode |
 
 Both are lossless, so both give the same pixels (tests/test_image_columns.py). Raw crops are
-stored as the models take them (channels first), so a batch at the model's size is a view of
-the Arrow buffer; zstd at level 9 keeps them within ~20 % of PNG's bytes on photographs
+stored as the models take them (channels first), so a batch at the model's size is one copy
+out of the Arrow buffer; zstd at level 9 keeps them within ~20 % of PNG's bytes on photographs
 (BENCHMARKS.md, "Shard image format").
 """
 

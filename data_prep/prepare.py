@@ -252,10 +252,11 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     wanted = _config_json(config)
     if storage.is_file(manifest_path) and not overwrite:
         previous = json.loads(storage.read_text(manifest_path))
+        recorded = recorded_config(previous)
         differences = sorted(
-            f"{key}: {value!r} -> {wanted.get(key)!r}"
-            for key, value in recorded_config(previous).items()
-            if wanted.get(key) != value
+            f"{key}: {recorded.get(key)!r} -> {wanted.get(key)!r}"
+            for key in recorded.keys() | wanted.keys()
+            if recorded.get(key) != wanted.get(key)
         )
         if differences:
             raise ValueError(

@@ -120,7 +120,7 @@ def test_resuming_a_preparation_in_the_other_format_is_refused(png_prepared, syn
         prepare(small_prepare_config(synthetic_root, output), progress=False)
 
 
-def test_manifests_from_before_image_formats_hold_png(png_prepared, tmp_path):
+def test_manifests_from_before_image_formats_hold_png(png_prepared, synthetic_root, tmp_path):
     """Shards prepared before the option existed are PNG; their manifest says nothing."""
     output, manifest = png_prepared
     old = dict(manifest, config={k: v for k, v in manifest["config"].items()
@@ -130,4 +130,9 @@ def test_manifests_from_before_image_formats_hold_png(png_prepared, tmp_path):
     (copy / MANIFEST).write_text(json.dumps(old))
     assert recorded_config(old)["image_format"] == "png"
     assert completed_format(str(copy)) == "png"
+    # Any other setting a manifest lacks is a difference, named, as before.
+    (copy / MANIFEST).write_text(json.dumps(dict(old, config={
+        k: v for k, v in old["config"].items() if k != "margin"})))  # fmt: skip
+    with pytest.raises(ValueError, match=r"margin: None -> 1.3"):
+        prepare(small_prepare_config(synthetic_root, copy, image_format="png"), progress=False)
     assert pq.read_schema(complete_shards(copy, "val")[0]).metadata[b"sffb.image_format"] == b"png"

@@ -54,6 +54,11 @@ def _schema_names(location: str) -> list[str]:
 def shard_format(shards: str, split: str) -> str:
     """The image format of the split's shards (every footer read); ``DataError`` naming the
     files when they mix formats, which one preparation never writes."""
+    return _read_schemas(shards, split)[0]
+
+
+def _read_schemas(shards: str, split: str) -> tuple[str, str, list[str]]:
+    """(the split's image format, its first shard, that shard's column names)."""
     files = shard_files(shards, split)
     with ThreadPoolExecutor(max_workers=min(8, len(files))) as pool:
         names = list(pool.map(_schema_names, files))
@@ -70,15 +75,13 @@ def shard_format(shards: str, split: str) -> str:
             f"{storage.join(shards, split)}: shards of two image formats: {mixed}; prepare the "
             "dataset again into one folder (data_prep prepare --image-format raw|png)"
         )
-    return next(iter(example))
+    return next(iter(example)), files[0], names[0]
 
 
 def check_levels(shards: str, split: str, levels: tuple[str, ...]) -> str:
     """Fail early, naming the shard, when a level the job needs was not prepared; return the
     shards' image format, which says how to read them."""
-    image_format = shard_format(shards, split)
-    first = shard_files(shards, split)[0]
-    columns = _schema_names(first)
+    image_format, first, columns = _read_schemas(shards, split)
     have = levels_of(columns, image_format)
     missing = [level for level in levels if level not in have]
     if missing:
