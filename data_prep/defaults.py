@@ -18,6 +18,9 @@ from data_prep import storage
 from data_prep.prepare import PrepareConfig, completed_format, prepare
 from data_prep.synthetic import SyntheticConfig, generate
 
+#: The embedded synthetic dataset: the generator's defaults.
+EMBEDDED_SYNTHETIC = SyntheticConfig()
+
 
 def workdir() -> str:
     """``$SFFB_HOME`` as an absolute path or a URI."""
@@ -45,12 +48,19 @@ def embedded_prepare_config(**overrides) -> PrepareConfig:
     return replace(config, **overrides)
 
 
-def ensure_embedded_shards(progress: bool = True, overwrite: bool = False, **overrides) -> dict:
+def ensure_embedded_shards(
+    progress: bool = True,
+    overwrite: bool = False,
+    synthetic: SyntheticConfig = EMBEDDED_SYNTHETIC,
+    **overrides,
+) -> dict:
     """Generate the synthetic dataset and its shards if absent; return the manifest.
 
-    Shards finished earlier in the other image format are used as they are (readers take both).
+    Shards finished earlier in the other image format are used as they are (readers take both),
+    so a home prepared before the raw format existed is not prepared again. ``overrides`` are
+    ``PrepareConfig`` fields.
     """
-    generate(synthetic_root(), SyntheticConfig())
+    generate(synthetic_root(), synthetic)
     config = embedded_prepare_config(**overrides)
     existing = completed_format(config.output)
     if existing and not overwrite and "image_format" not in overrides:

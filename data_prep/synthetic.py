@@ -246,6 +246,11 @@ def split_pairs(reals: int, held_out_share: float = 0.2) -> dict[str, list[list[
         raise ValueError(f"need an even number of at least 6 real clips, got {reals}")
     pairs = [[f"{i:03d}", f"{i + 1:03d}"] for i in range(0, reals, 2)]
     held_out = max(1, round(held_out_share * len(pairs)))
+    if 2 * held_out >= len(pairs):
+        raise ValueError(
+            f"held-out share {held_out_share} of {len(pairs)} identity pairs leaves none to train "
+            "on: val and test each take the share"
+        )
     return {
         "train": pairs[: len(pairs) - 2 * held_out],
         "val": pairs[len(pairs) - 2 * held_out : len(pairs) - held_out],
@@ -307,8 +312,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reals", type=int, default=SyntheticConfig.reals)
     parser.add_argument("--frames", type=int, default=SyntheticConfig.frames)
     parser.add_argument("--seed", type=int, default=SyntheticConfig.seed)
+    parser.add_argument(
+        "--held-out",
+        type=float,
+        default=SyntheticConfig.held_out,
+        help="share of the identity pairs in each of val and test; another --seed with a large "
+        "share makes a fresh held-out test set for models trained on the embedded data",
+    )
     args = parser.parse_args(argv)
-    config = SyntheticConfig(reals=args.reals, frames=args.frames, seed=args.seed)
+    config = SyntheticConfig(
+        reals=args.reals, frames=args.frames, seed=args.seed, held_out=args.held_out
+    )
     print(f"synthetic FF++ dataset at {generate(args.output, config)}")
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards
 from data_prep.image_columns import (
     decode_column,
     encode_crops,
@@ -21,7 +23,7 @@ from data_prep.prepare import MANIFEST, completed_format, prepare, recorded_conf
 from data_prep.shards import complete_shards
 from rayjobs.lib.config import DataConfig
 from rayjobs.lib.data import DataError, check_levels, paired_dataset, shard_format
-from tests.helpers import crop_pixels, small_prepare_config
+from tests.helpers import TEST_FRAMES, TEST_SYNTHETIC, crop_pixels, small_prepare_config
 
 
 def _crops(count: int, side: int, seed: int = 0) -> list[np.ndarray]:
@@ -136,3 +138,29 @@ def test_manifests_from_before_image_formats_hold_png(png_prepared, synthetic_ro
     with pytest.raises(ValueError, match=r"margin: None -> 1.3"):
         prepare(small_prepare_config(synthetic_root, copy, image_format="png"), progress=False)
     assert pq.read_schema(complete_shards(copy, "val")[0]).metadata[b"sffb.image_format"] == b"png"
+
+
+def test_an_embedded_home_prepared_in_png_is_kept_not_prepared_again(
+    ray_session, tmp_path, monkeypatch
+):
+    """A home made before the raw default (PNG, its manifest silent on the format) is used as
+    it is by the entry points' ``ensure_embedded_shards``; only an explicit format is refused."""
+    monkeypatch.setenv("SFFB_HOME", str(tmp_path / "home"))
+    options = dict(frames_per_video=TEST_FRAMES, crop_size=64, methods=("Deepfakes",))
+    ensure_embedded_shards(False, synthetic=TEST_SYNTHETIC, image_format="png", **options)
+    output = embedded_prepare_config().output
+    manifest_path = tmp_path / "home" / "shards" / "synthetic_ffpp" / MANIFEST
+    assert output == str(manifest_path.parent)
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["config"]["image_format"]  # as written before the option existed
+    manifest_path.write_text(json.dumps(manifest))
+    shards = complete_shards(output, "train")
+    written = {path: (Path(path).stat().st_mtime_ns, Path(path).read_bytes()) for path in shards}
+
+    again = ensure_embedded_shards(False, synthetic=TEST_SYNTHETIC, **options)
+
+    assert again["rows"] == manifest["rows"] and shard_format(output, "train") == "png"
+    assert complete_shards(output, "train") == shards
+    assert {p: (Path(p).stat().st_mtime_ns, Path(p).read_bytes()) for p in shards} == written
+    with pytest.raises(ValueError, match=r"image_format: 'png' -> 'raw'"):
+        ensure_embedded_shards(False, synthetic=TEST_SYNTHETIC, image_format="raw", **options)

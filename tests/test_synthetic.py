@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
@@ -21,6 +22,7 @@ from data_prep.synthetic import (
     face_mask,
     generate,
     identities,
+    split_pairs,
 )
 from data_prep.video import iter_frames, probe
 from tests.helpers import TEST_SYNTHETIC
@@ -91,17 +93,27 @@ def test_command_line(tmp_path):
         "synthetic",
         str(tmp_path / "s"),
         "--reals",
-        "6",
+        "10",
         "--frames",
         "3",
+        "--held-out",
+        "0.4",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     assert "synthetic FF++ dataset at" in result.stdout
-    assert len(list((tmp_path / "s").rglob("*.mp4"))) == 30 * 3
+    assert len(list((tmp_path / "s").rglob("*.mp4"))) == 50 * 3
+    splits = {s: json.loads((tmp_path / "s/splits" / f"{s}.json").read_text()) for s in SPLITS}
+    assert [len(splits[s]) for s in SPLITS] == [1, 2, 2]  # 5 pairs, 2 in each of val and test
     help_text = subprocess.run(
         [sys.executable, "-m", "data_prep", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert all(word in help_text.stdout for word in ("synthetic", "compress", "prepare"))
+
+
+def test_a_held_out_share_that_leaves_nothing_to_train_on_is_refused():
+    assert [len(v) for v in split_pairs(20, 0.45).values()] == [2, 4, 4]
+    with pytest.raises(ValueError, match="leaves none to train on"):
+        split_pairs(20, 0.5)
 
 
 def _checkerboard_contrast(path: Path, person, config: SyntheticConfig) -> list[float]:
