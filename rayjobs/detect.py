@@ -39,6 +39,7 @@ from rayjobs.lib.config import TrackingConfig
 from rayjobs.lib.detection_results import Collector, ResultWriter, file_record, summary_table
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
+from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.trained_model import TrainedModel, load_trained_model, resolve_model
 from sffb.cam import overlay_strip, stage_cams
@@ -124,15 +125,12 @@ def scored_frames(
     items = [{"path": path, "order": order} for order, path in enumerate(paths)]
     frames = ray.data.from_items(items, override_num_blocks=max(1, min(len(items), 1000)))
     frames = frames.flat_map(crop_file, fn_kwargs={"crops": crops, "size": size})
-    gpus = int(ray.cluster_resources().get("GPU", 0))
     return frames.map_batches(
         FrameScorer,
         fn_constructor_kwargs={"checkpoint": model.checkpoint, "cam": cam},
         batch_size=batch_size,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=max(gpus, 1)),
-        num_gpus=1 if gpus else 0,
-        num_cpus=0.5 if not gpus else 1,
+        **scorer_pool(),
     )
 
 

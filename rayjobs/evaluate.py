@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import ray
-import ray.data
 from mlflow.tracking import MlflowClient
 
 from data_prep import storage
@@ -48,6 +46,7 @@ from rayjobs.lib.data import KEY_COLUMNS, check_methods, paired_dataset, shard_f
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.run_inputs import log_shard_inputs
+from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
@@ -115,15 +114,12 @@ def score_test_split(
     check_every_node(Needs(readable))
     data = DataConfig(shards=shards, methods=methods)
     dataset = paired_dataset(data, split, levels, image_size, augment=False)
-    use_gpu = ray.cluster_resources().get("GPU", 0) >= 1
     scored = dataset.map_batches(
         Scorer,
         fn_constructor_args=(checkpoint, levels),
         batch_size=64,
         batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=1),
-        num_gpus=1 if use_gpu else 0,
-        num_cpus=0.5,
+        **scorer_pool(),
     )
     columns = ["label", *KEY_COLUMNS, *(f"score_{level}" for level in levels)]
     rows = scored.select_columns(columns).to_pandas()

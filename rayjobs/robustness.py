@@ -43,6 +43,7 @@ from rayjobs.lib.checkpoints import load_state, model_from_state
 from rayjobs.lib.cross_dataset import checkpoint_name
 from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
+from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import fake_scores, model_device
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.metrics import evaluate_detection
@@ -219,11 +220,9 @@ def robustness(
     videos = test_videos(shards, manifest, root or manifest["root"], methods)
     rows = ray.data.from_items(videos, override_num_blocks=max(1, min(len(videos), 1000)))
     rows = rows.flat_map(degrade_video, fn_kwargs={"crop_size": manifest["crop_size"]})
-    gpus = int(ray.cluster_resources().get("GPU", 0))
     scored = rows.map_batches(
         MultiScorer, fn_constructor_kwargs={"checkpoints": checkpoints}, batch_size=64,
-        batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=max(1, gpus)),
-        num_gpus=1 if gpus else 0, num_cpus=1 if gpus else 0.5,
+        batch_format="numpy", **scorer_pool(),
     )  # fmt: skip
     columns = ["degradation", "label", "video_key", *(f"score_{m}" for m in checkpoints)]
     frame = scored.select_columns(columns).to_pandas()
