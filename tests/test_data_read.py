@@ -1,13 +1,22 @@
-"""The Parquet read's footer readers: as many as the split's files need, not Ray's 32."""
+"""The Parquet read's footer readers and Arrow threads: as many as the read needs, not Ray's 32."""
 
 from __future__ import annotations
 
 import os
 
+import ray
 from ray.util.state import list_actors
 
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.data import FOOTER_ACTORS_VARIABLE, footer_readers, paired_dataset, shard_files
+from rayjobs.lib.data import (
+    FOOTER_ACTORS_VARIABLE,
+    READER_CPU_THREADS,
+    READER_CPU_VARIABLE,
+    footer_readers,
+    paired_dataset,
+    read_task_env,
+    shard_files,
+)
 
 
 def _footer_actors_started() -> int:
@@ -35,3 +44,22 @@ def test_a_pass_starts_one_footer_reader_per_ten_files(prepared, ray_session, mo
     before = _footer_actors_started()
     _one_pass(shards, "val")
     assert _footer_actors_started() - before == 3
+
+
+@ray.remote(num_cpus=0.1)
+def _reader_arrow_threads() -> int:
+    """The Arrow CPU pool size Ray's Parquet reader sets in this worker's read tasks."""
+    from ray.data._internal.datasource_v2.formats.parquet import parquet_file_reader
+
+    return parquet_file_reader._READER_CPU_COUNT
+
+
+def test_parquet_read_tasks_decompress_with_one_arrow_thread(ray_session, monkeypatch):
+    """Ray sizes every read task's Arrow pool for S3 (32 threads); ours run with one. If a Ray
+    upgrade renames the variable, this fails instead of the reads silently slowing down."""
+    monkeypatch.delenv(READER_CPU_VARIABLE, raising=False)
+    assert ray.get(_reader_arrow_threads.remote()) == 32  # Ray's own default
+    read = _reader_arrow_threads.options(runtime_env=read_task_env())
+    assert ray.get(read.remote()) == READER_CPU_THREADS == 1
+    monkeypatch.setenv(READER_CPU_VARIABLE, "3")  # a value the user exported wins
+    assert ray.get(_reader_arrow_threads.options(runtime_env=read_task_env()).remote()) == 3

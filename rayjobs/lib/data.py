@@ -190,6 +190,23 @@ def sized_footer_pool(files: int) -> Iterator[None]:
             del os.environ[FOOTER_ACTORS_VARIABLE]
 
 
+#: Arrow's CPU thread pool in a Parquet read task: Ray 2.60's ``ParquetFileReader`` sets it to
+#: 32 (sized for wide S3 scans) in every read task, and Ray Data runs one read task per CPU, so
+#: a node decompresses with 32 threads per core. One per task read ~35 % more pairs per second
+#: on the 2-core dev VM (BENCHMARKS.md, "Ray Data read path").
+READER_CPU_VARIABLE = "RAY_DATA_PARQUET_READER_CPU_COUNT"
+#: Threads per read task unless the user exports ``READER_CPU_VARIABLE`` on the driver.
+READER_CPU_THREADS = 1
+
+
+def read_task_env() -> dict[str, dict[str, str]]:
+    """The ``runtime_env`` of the Parquet read tasks: Arrow's CPU pool sized to the task's one
+    CPU (or to the driver's ``READER_CPU_VARIABLE``). Set per task, so it reaches the read
+    workers on every node, merged into the job's own runtime environment."""
+    threads = os.environ.get(READER_CPU_VARIABLE, str(READER_CPU_THREADS))
+    return {"env_vars": {READER_CPU_VARIABLE: threads}}
+
+
 def paired_dataset(
     config: DataConfig,
     split: str,
@@ -215,7 +232,7 @@ def paired_dataset(
     shuffle = (FileShuffleConfig(seed=seed) if seed is not None else "files") if augment else None
     files = shard_files(shards, split)
     with sized_footer_pool(len(files)):
-        dataset = ray.data.read_parquet(files, shuffle=shuffle)
+        dataset = ray.data.read_parquet(files, shuffle=shuffle, runtime_env=read_task_env())
     dataset = dataset.select_columns(columns)  # projected down to the Parquet reader
     if config.methods:
         dataset = dataset.filter(expr=methods_filter(config.methods))
