@@ -75,6 +75,8 @@ def test_pipeline_bench_prints_every_figure(tmp_path):
     assert all(storage[f]["bytes_per_pair"] > 0 for f in ("raw", "png"))
     assert all(photos[f]["bytes_per_crop"] > 0 for f in ("raw", "png")) and photos["crops"] == 120
     assert figures["share_of_floor"] > 0 and "Operator" in figures["ray_data_stats"]
+    read_share = figures["pairs_per_s_per_core"] / storage["raw"]["pairs_per_s_one_core"]
+    assert figures["share_of_one_process_read"] == pytest.approx(read_share)
     assert figures["ray_samples_per_s"] > 0 and figures["bare_samples_per_s"] > 0
 
 
