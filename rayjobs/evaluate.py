@@ -61,6 +61,8 @@ from sffb.metrics import (
 )
 
 ALL = "all"
+#: Rows per scoring batch, and per block reaching the scoring actors.
+SCORE_BATCH = 64
 
 
 class Scorer:
@@ -114,10 +116,12 @@ def score_test_split(
     check_every_node(Needs(readable))
     data = DataConfig(shards=shards, methods=methods)
     dataset = paired_dataset(data, split, levels, image_size, augment=False)
+    # Blocks of one scoring batch: a split read as one block would reach a single actor.
+    dataset = dataset.repartition(target_num_rows_per_block=SCORE_BATCH)
     scored = dataset.map_batches(
         Scorer,
         fn_constructor_args=(checkpoint, levels),
-        batch_size=64,
+        batch_size=SCORE_BATCH,
         batch_format="numpy",
         **scorer_pool(),
     )
