@@ -63,3 +63,20 @@ def test_parquet_read_tasks_decompress_with_one_arrow_thread(ray_session, monkey
     assert ray.get(read.remote()) == READER_CPU_THREADS == 1
     monkeypatch.setenv(READER_CPU_VARIABLE, "3")  # a value the user exported wins
     assert ray.get(_reader_arrow_threads.options(runtime_env=read_task_env()).remote()) == 3
+
+
+def _read_remote_args(dataset) -> dict:
+    """The Ray remote arguments of the dataset's Parquet read operator (its logical plan)."""
+    op = dataset._logical_plan.dag
+    while type(op).__name__ != "ReadFiles":
+        op = op.input_dependencies[0]
+    return op.ray_remote_args
+
+
+def test_paired_datasets_read_with_the_read_task_env(prepared, ray_session, monkeypatch):
+    monkeypatch.delenv(READER_CPU_VARIABLE, raising=False)
+    job = load_job_config("cpu-demo", overrides=[f"data.shards={prepared[0]}", "data.methods=[]"])
+    for augment in (True, False):  # training and evaluation input
+        dataset = paired_dataset(job.data, "val", ("raw",), 64, augment=augment)
+        env = _read_remote_args(dataset)["runtime_env"]["env_vars"]
+        assert env[READER_CPU_VARIABLE] == str(READER_CPU_THREADS)

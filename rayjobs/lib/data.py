@@ -192,8 +192,8 @@ def sized_footer_pool(files: int) -> Iterator[None]:
 
 #: Arrow's CPU thread pool in a Parquet read task: Ray 2.60's ``ParquetFileReader`` sets it to
 #: 32 (sized for wide S3 scans) in every read task, and Ray Data runs one read task per CPU, so
-#: a node decompresses with 32 threads per core. One per task read ~35 % more pairs per second
-#: on the 2-core dev VM (BENCHMARKS.md, "Ray Data read path").
+#: a node decompresses with 32 threads per core. One per task cut the read's CPU per pair by
+#: 36-47 % on the 2-core dev VM (BENCHMARKS.md, "Ray Data read path").
 READER_CPU_VARIABLE = "RAY_DATA_PARQUET_READER_CPU_COUNT"
 #: Threads per read task unless the user exports ``READER_CPU_VARIABLE`` on the driver.
 READER_CPU_THREADS = 1

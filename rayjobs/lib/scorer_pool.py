@@ -14,8 +14,9 @@ def scorer_pool(resources: Mapping[str, float] | None = None) -> dict[str, Any]:
 
     One actor per GPU of the cluster (evaluation used one GPU of a multi-GPU node). Without
     GPUs, up to one actor per two logical CPUs, each running one torch thread while Ray Data
-    keeps the other half to decode; extra actors start only while blocks wait, so a split read
-    as a single block (the embedded data's) is still scored by one actor.
+    keeps the other half to decode. Extra actors start only while blocks wait, so a caller
+    whose input is one large block gets one actor (evaluation cuts its split into blocks of
+    one batch).
     """
     resources = ray.cluster_resources() if resources is None else resources
     gpus = int(resources.get("GPU", 0))
