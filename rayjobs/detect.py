@@ -40,7 +40,7 @@ from rayjobs.lib.detection_results import Collector, ResultWriter, file_record, 
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.scorer_pool import scorer_pool
-from rayjobs.lib.scoring import fake_scores, model_device
+from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
 from rayjobs.lib.trained_model import TrainedModel, load_trained_model, resolve_model
 from sffb.cam import overlay_strip, stage_cams
 
@@ -77,10 +77,11 @@ def crop_file(item: dict, crops: CropSettings, size: int) -> list[dict]:
 class FrameScorer:
     """Model stage (a Ray Data actor): raw P(fake) per frame, and Grad-CAM pictures on request."""
 
-    def __init__(self, checkpoint: str, cam: bool) -> None:
+    def __init__(self, checkpoint: str, cam: bool, rows: int) -> None:
         self.device = model_device()
         self.model = model_from_state(load_state(checkpoint), self.device)
         self.cam = cam
+        self.rows = rows  # crops per forward pass
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         scorable = np.flatnonzero(batch["error"] == "")
@@ -88,7 +89,7 @@ class FrameScorer:
         out["score"] = np.full(len(batch["order"]), np.nan, np.float32)
         images = batch["image"][scorable]
         if len(scorable):
-            out["score"][scorable] = fake_scores(self.model, images, self.device)
+            out["score"][scorable] = fake_scores(self.model, images, self.device, self.rows)
         if self.cam:
             out["cam"] = np.array([b""] * len(batch["order"]), dtype=object)
             if len(scorable):
@@ -127,7 +128,7 @@ def scored_frames(
     frames = frames.flat_map(crop_file, fn_kwargs={"crops": crops, "size": size})
     return frames.map_batches(
         FrameScorer,
-        fn_constructor_kwargs={"checkpoint": model.checkpoint, "cam": cam},
+        fn_constructor_kwargs={"checkpoint": model.checkpoint, "cam": cam, "rows": batch_size},
         batch_size=batch_size,
         batch_format="numpy",
         **scorer_pool(),
@@ -141,7 +142,7 @@ def detect(
     frames: int | None = None,
     threshold: float | None = None,
     cam_dir: str | None = None,
-    batch_size: int = 32,
+    batch_size: int = SCORE_BATCH,
     progress: bool = True,
     shown_limit: int = 20,
     experiment: str = TrackingConfig.experiment,
@@ -214,7 +215,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="P(fake) above which a file is labelled fake (default: the "
                         "threshold calibrated on validation, else 0.5)")  # fmt: skip
     parser.add_argument("--cam", metavar="DIR", help="write Grad-CAM pictures here")
-    parser.add_argument("--batch-size", type=int, default=32, help="frames per model batch")
+    parser.add_argument("--batch-size", type=int, default=SCORE_BATCH,
+                        help="frames per forward pass (the last padded, so a frame's score "
+                        "does not depend on its batch; the default gives evaluation's "
+                        "scores)")  # fmt: skip
     parser.add_argument("--experiment", default=TrackingConfig.experiment,
                         help="MLflow experiment searched for the default model")  # fmt: skip
     args = parser.parse_args(argv)

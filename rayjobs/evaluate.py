@@ -47,7 +47,7 @@ from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.run_inputs import log_shard_inputs
 from rayjobs.lib.scorer_pool import scorer_pool
-from rayjobs.lib.scoring import fake_scores, model_device
+from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import (
@@ -61,8 +61,6 @@ from sffb.metrics import (
 )
 
 ALL = "all"
-#: Rows per scoring batch, and per block reaching the scoring actors.
-SCORE_BATCH = 64
 
 
 class Scorer:
@@ -76,7 +74,7 @@ class Scorer:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {key: batch[key] for key in ("label", *KEY_COLUMNS)}
         for level in self.levels:
-            out[f"score_{level}"] = fake_scores(self.model, batch[level], self.device)
+            out[f"score_{level}"] = fake_scores(self.model, batch[level], self.device, SCORE_BATCH)
         return out
 
 

@@ -44,7 +44,7 @@ from rayjobs.lib.cross_dataset import checkpoint_name
 from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.scorer_pool import scorer_pool
-from rayjobs.lib.scoring import fake_scores, model_device
+from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.metrics import evaluate_detection
 
@@ -134,7 +134,7 @@ class MultiScorer:
         for name, model in self.models.items():
             size = model.config.image_size
             images = np.stack([to_model_size(c, size).transpose(2, 0, 1) for c in batch["image"]])
-            out[f"score_{name}"] = fake_scores(model, images, self.device)
+            out[f"score_{name}"] = fake_scores(model, images, self.device, SCORE_BATCH)
         return out
 
 
@@ -221,7 +221,7 @@ def robustness(
     rows = ray.data.from_items(videos, override_num_blocks=max(1, min(len(videos), 1000)))
     rows = rows.flat_map(degrade_video, fn_kwargs={"crop_size": manifest["crop_size"]})
     scored = rows.map_batches(
-        MultiScorer, fn_constructor_kwargs={"checkpoints": checkpoints}, batch_size=64,
+        MultiScorer, fn_constructor_kwargs={"checkpoints": checkpoints}, batch_size=SCORE_BATCH,
         batch_format="numpy", **scorer_pool(),
     )  # fmt: skip
     columns = ["degradation", "label", "video_key", *(f"score_{m}" for m in checkpoints)]

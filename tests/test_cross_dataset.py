@@ -15,7 +15,7 @@ from data_prep.image_columns import decode_column, level_column
 from rayjobs.evaluate import main
 from rayjobs.lib.checkpoints import load_model, save_state
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.scoring import fake_scores
+from rayjobs.lib.scoring import SCORE_BATCH, fake_scores
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
 
@@ -65,7 +65,7 @@ def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
     # A cell is the model scored on that dataset's whole test split (scored here without Ray).
     rows = pq.read_table(other / "test")
     images = decode_column(rows[level_column(rows.column_names, "c40")], 64)
-    scores = fake_scores(load_model(second), images, torch.device("cpu"))
+    scores = fake_scores(load_model(second), images, torch.device("cpu"), SCORE_BATCH)
     expected = evaluate_detection(rows["label"].to_numpy(), scores, rows["video_key"].to_numpy())
     logged = run.data.metrics["cross_run-b_deepfakes_only_c40_frame_auc"]
     assert logged == pytest.approx(expected.frame.auc)

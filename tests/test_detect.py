@@ -27,7 +27,7 @@ from rayjobs.lib.calibration import LevelCalibration, save_calibration
 from rayjobs.lib.checkpoints import load_model, save_state
 from rayjobs.lib.config import load_job_config
 from rayjobs.lib.detection_results import read_results
-from rayjobs.lib.scoring import fake_scores
+from rayjobs.lib.scoring import SCORE_BATCH, fake_scores
 from rayjobs.lib.trained_model import load_trained_model, resolve_model
 from sffb.cam import stage_cams
 from sffb.model import SFFB, SFFBConfig
@@ -77,7 +77,7 @@ def test_detection_scores_the_crops_the_model_was_trained_on(
     expected = {}
     for label in (0, 1):
         path, indices, crops = _test_video(shards, synthetic_root, label)
-        raw = fake_scores(model, crops, torch.device("cpu"))
+        raw = fake_scores(model, crops, torch.device("cpu"), SCORE_BATCH)
         expected[str(path)] = dict(zip(map(str, indices), CALIBRATION.apply(raw), strict=True))
     output = tmp_path / "scores.jsonl"
     outcome = detect(list(expected), model=str(teacher), output=str(output), progress=False)
