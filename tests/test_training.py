@@ -173,7 +173,9 @@ def test_the_best_model_is_registered_and_served_by_mlflow(teacher, prepared, tm
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m",
                f"models:/sffb-teacher/{version.version}",
                "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
-    env = dict(os.environ, MLFLOW_TRACKING_URI=uri)
+    # mlflow starts `uvicorn` through bash: find it beside this interpreter (venv not activated).
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, PATH=path)
     with serving(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations",
