@@ -54,7 +54,7 @@ def test_ablations_train_one_student_per_value_of_their_key():
     ablations = paper_ablations()
     fusion, knowledge = ablations[3], ablations[4]
     assert fusion.rows == {"sum": 83.00, "concat": 81.65, "chunked": 71.74, "sk": 83.45}
-    job = load_job_config("cpu-demo", overrides=["data.methods=[Deepfakes]", "optim.lr=1e-3"])
+    job = load_job_config("cpu-demo", overrides=["data.methods=[Deepfakes]", "optim.lr=5e-4"])
     jobs = ablation_jobs(job, fusion)
     assert {v: j.model.fusion for v, j in jobs.items()} == {v: v for v in fusion.rows}
     for row in jobs.values():  # SFFB alone on Face2Face c40, everything else as given
@@ -63,7 +63,7 @@ def test_ablations_train_one_student_per_value_of_their_key():
             ("Face2Face",),
             "c40",
         )
-        assert row.optim.lr == 1e-3
+        assert row.optim.lr == 5e-4
     kd = ablation_jobs(job, knowledge)
     assert {v: j.loss.knowledge for v, j in kd.items()} == {v: v for v in knowledge.rows}
     table = ablation_markdown(

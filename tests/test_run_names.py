@@ -21,7 +21,7 @@ def logged(job_config) -> dict[str, str]:
 def test_names_tell_configurations_apart():
     base = default_run_name(job(), "student")
     assert base.startswith("student-legacy_xception-sk-Deepfakes-c40-")
-    for change in ("loss.knowledge=none", "loss.lambda2=10", "optim.lr=1e-3", "seed=1",
+    for change in ("loss.knowledge=none", "loss.lambda2=10", "optim.lr=5e-4", "seed=1",
                    "model.pretrained_path=/w/xception.pth", "data.shards=/other"):  # fmt: skip
         assert default_run_name(job(change), "student") != base, change
     for same in ("scaling.num_workers=1", "tracking.experiment=other", "optim.epochs=5"):
@@ -34,7 +34,7 @@ def test_every_distillation_variant_shares_one_teacher():
     for variant in ("loss.lambda2=1", "loss.balance=running", "loss.knowledge=none",
                     "data.student_level=c23", "model.init=teacher"):  # fmt: skip
         assert default_run_name(job(variant), "teacher") == teacher, variant
-    assert default_run_name(job("optim.lr=1e-3"), "teacher") != teacher
+    assert default_run_name(job("optim.lr=5e-4"), "teacher") != teacher
 
 
 def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():
@@ -50,11 +50,11 @@ def test_resume_refuses_another_configuration_naming_the_keys():
     kd = job()
     check_resume(kd, "student", "x", logged(kd))  # same configuration: resumes
     check_resume(kd, "student", "x", None)  # nothing to resume: a new run
-    relaunch = job("loss.knowledge=none", "optim.lr=1e-3")
+    relaunch = job("loss.knowledge=none", "optim.lr=5e-4")
     with pytest.raises(ValueError, match="another configuration") as refused:
         check_resume(relaunch, "student", "x", logged(kd))
     assert "loss.knowledge: maps+logits -> none" in str(refused.value)
-    assert "optim.lr: 0.0002 -> 0.001" in str(refused.value)
+    assert "optim.lr: 0.001 -> 0.0005" in str(refused.value)
     # A teacher run is resumed by any student job whose teacher it is.
     check_resume(job("loss.lambda2=1"), "teacher", "t", logged(teacher_job(kd)))
     # Settings logged by none of an old run's params are not differences.
