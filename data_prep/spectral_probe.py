@@ -67,14 +67,17 @@ def _batches(shards: str, split: str, level: str, methods: Sequence[str]) -> Ite
         fs, path = storage.filesystem(location)
         with fs.open_input_file(path) as handle:
             parquet = pq.ParquetFile(handle)
-            column = level_column(parquet.schema_arrow.names, level)
+            try:
+                column = level_column(parquet.schema_arrow.names, level)
+            except ValueError as error:
+                raise ValueError(f"{location}: {error}") from None
             for batch in parquet.iter_batches(
                 batch_size=READ_ROWS, columns=["label", "method", "video_key", column]
             ):
-                labels = batch.column("label").to_numpy()
-                wanted = (labels == 0) | np.isin(batch.column("method").to_numpy(False), methods)
-                if not methods:
-                    wanted[:] = True
+                wanted = np.ones(batch.num_rows, bool)
+                if methods:
+                    fake_of = np.isin(batch.column("method").to_numpy(False), methods)
+                    wanted = (batch.column("label").to_numpy() == 0) | fake_of
                 if wanted.any():
                     yield batch.filter(wanted), column
 
@@ -120,8 +123,10 @@ def probe_level(
     of ``test_shards`` (default: the same shards; crops resized to the training side)."""
     train = split_spectra(shards, "train", level, methods)
     test = split_spectra(test_shards or shards, "test", level, methods, crop_size(shards))
-    if len(set(train.labels.tolist())) < 2:
-        raise ValueError(f"{shards}: the train split needs real and fake rows to fit the probe")
+    for where, split in ((shards, train), (test_shards or shards, test)):
+        if len(set(split.labels.tolist())) < 2:
+            kinds = "reals and fakes" + (f" of {list(methods)}" if methods else "")
+            raise ValueError(f"{where}: the probe needs {kinds} in train and test")
     detector = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
     detector.fit(train.features, train.labels)
     scores = detector.predict_proba(test.features)[:, 1]

@@ -66,7 +66,9 @@ def test_the_command_reads_the_split_it_names_and_tabulates_each_level(prepared,
     assert set(spectra.labels.tolist()) == {0, 1}
 
 
-def test_a_level_the_shards_lack_is_named(prepared):
+def test_a_missing_level_or_method_is_named(prepared):
     shards, _ = prepared
-    with pytest.raises(SystemExit, match="c35"):
+    with pytest.raises(SystemExit, match=r"part-\d+\.parquet: no crops of level 'c35'"):
         main([str(shards), "--levels", "c35"])
+    with pytest.raises(SystemExit, match="needs reals and fakes of \\['Nothing'\\]"):
+        main([str(shards), "--levels", "raw", "--methods", "Nothing"])
