@@ -121,8 +121,9 @@ def probe_level(
 ) -> ProbeResult:
     """Fit the spectral detector on ``level``'s train split of ``shards``, score the test split
     of ``test_shards`` (default: the same shards; crops resized to the training side)."""
-    train = split_spectra(shards, "train", level, methods)
-    test = split_spectra(test_shards or shards, "test", level, methods, crop_size(shards))
+    side = crop_size(shards)
+    train = split_spectra(shards, "train", level, methods, side)
+    test = split_spectra(test_shards or shards, "test", level, methods, side)
     for where, split in ((shards, train), (test_shards or shards, test)):
         if len(set(split.labels.tolist())) < 2:
             kinds = "reals and fakes" + (f" of {list(methods)}" if methods else "")
