@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     compress = commands.add_parser("compress", help="make H.264 copies of the raw videos")
     _common(compress)
     compress.add_argument("--mode", choices=["crf", "qp"], help="rate control (default crf)")
+    compress.add_argument(
+        "--fast-encode", dest="bit_exact", action="store_const", const=False,
+        help="x264's SIMD code: ~4x faster, but the bytes depend on the CPU (and on AVX-512 "
+        "CPUs can change between runs); default: its C code, the same bytes everywhere",
+    )  # fmt: skip
 
     prep = commands.add_parser("prepare", help="videos -> paired face-crop Parquet shards")
     _common(prep)

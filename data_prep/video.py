@@ -30,20 +30,33 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class Encoding:
-    """An H.264 encoder setting: lossless RGB for raw, or CRF / constant QP on yuv420p."""
+    """An H.264 encoder setting: lossless RGB for raw, or CRF / constant QP on yuv420p.
+
+    One thread, always: x264 cuts every frame into one slice per thread, so the bitstream would
+    follow the machine's core count (callers run one encode per CPU instead). ``bit_exact``
+    restricts x264 to its C code: its SIMD code differs from it and between CPU families, and on
+    AVX-512 CPUs its macroblock-tree code gives other bytes from run to run (measured here: a
+    few of every hundred CRF 40 encodes of the same frames). The C code is about 4x slower.
+    """
 
     codec: str = "libx264"
     pix_fmt: str = "yuv420p"
     crf: int | None = 23
     qp: int | None = None
+    bit_exact: bool = True
 
     @classmethod
     def lossless(cls) -> Encoding:
-        """libx264rgb at CRF 0: bit-exact RGB (yuv420p at QP 0 is not, its chroma is halved)."""
-        return cls(codec="libx264rgb", pix_fmt="rgb24", crf=0)
+        """libx264rgb at CRF 0: bit-exact RGB (yuv420p at QP 0 is not, its chroma is halved).
+
+        Lossless frames decode to the same pixels whatever code wrote them: the SIMD code is
+        used (CRF 0 is constant-QP coding, without the macroblock tree)."""
+        return cls(codec="libx264rgb", pix_fmt="rgb24", crf=0, bit_exact=False)
 
     def options(self) -> dict[str, str]:
-        return {"crf": str(self.crf)} if self.qp is None else {"qp": str(self.qp)}
+        rate = {"crf": str(self.crf)} if self.qp is None else {"qp": str(self.qp)}
+        exact = {"x264-params": "asm=0"} if self.bit_exact else {}
+        return {**rate, "threads": "1", **exact}
 
 
 def _open(path: Path) -> av.container.InputContainer:
