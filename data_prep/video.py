@@ -15,6 +15,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from data_prep.yuv import yuv420_to_rgb
+
 
 class VideoError(Exception):
     """A video that cannot be used, with the reason (the path is part of the message)."""
@@ -88,6 +90,23 @@ def probe(path: Path) -> VideoInfo:
         return VideoInfo(count, stream.codec_context.width, stream.codec_context.height, fps)
 
 
+def _plane(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
+
+
+def rgb_frame(frame: av.VideoFrame) -> np.ndarray:
+    """A decoded frame as H x W x 3 RGB. 8-bit 4:2:0 (H.264's usual output, FF++'s c23/c40) is
+    converted by ``yuv420_to_rgb``, the same on every CPU; other formats (the lossless raw's
+    planar RGB, a pure reordering) by FFmpeg's swscale."""
+    name = frame.format.name
+    if name in ("yuv420p", "yuvj420p"):
+        y, u, v = (_plane(plane) for plane in frame.planes)
+        full_range = name == "yuvj420p" or frame.color_range == 2  # AVCOL_RANGE_JPEG
+        return yuv420_to_rgb(y, u, v, frame.colorspace, full_range)
+    return frame.to_ndarray(format="rgb24")
+
+
 def iter_frames(
     path: Path, indices: Sequence[int], expected_count: int
 ) -> Iterator[tuple[int, np.ndarray]]:
@@ -105,7 +124,7 @@ def iter_frames(
         try:
             for decoded, frame in enumerate(container.decode(stream), start=1):
                 if decoded - 1 in wanted:
-                    yield decoded - 1, frame.to_ndarray(format="rgb24")
+                    yield decoded - 1, rgb_frame(frame)
         except av.FFmpegError as error:
             raise VideoError(f"{path}: decoding failed after {decoded} frames ({error})") from error
     if decoded < expected_count:
