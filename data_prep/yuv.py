@@ -1,10 +1,10 @@
-"""YUV 4:2:0 -> RGB in plain float64 NumPy: the same pixels on every CPU.
+"""YUV 4:2:0 -> RGB in integer NumPy: the same pixels on every CPU.
 
 FFmpeg's swscale converts with CPU-specific code: its C path and its x86 SIMD path differ by up
 to 2 levels in half the pixels (measured here by forcing FFmpeg's CPU flags), and ARM has its own.
 Decoding H.264 to YUV is exact by the standard, so converting the planes here makes a video's
-RGB frames, and everything prepared from them, independent of the machine. Element-wise IEEE
-arithmetic is correctly rounded whatever the SIMD width, so NumPy's result is too.
+RGB frames, and everything prepared from them, independent of the machine: integer arithmetic
+on 256-entry tables, exact whatever the SIMD width.
 
 Semantics follow what PyAV asks swscale for: the matrix from the frame's colour space (BT.601
 when unspecified), limited or full range from its colour range, each chroma sample covering its
@@ -26,30 +26,46 @@ LUMA_WEIGHTS = {
 BT601 = (0.299, 0.114)
 
 
+FRACTION_BITS = 16  # fixed point: the tables' rounding moves a result by at most 1 level, rarely
+
+
+def _tables(colorspace: int, full_range: bool) -> tuple[np.ndarray, ...]:
+    """Luma and the four chroma terms as 256-entry int32 tables, in 0..255 units."""
+    kr, kb = LUMA_WEIGHTS.get(colorspace, BT601)
+    kg = 1.0 - kr - kb
+    levels = np.arange(256, dtype=np.float64)
+    if full_range:
+        luma, chroma = levels, levels - 128.0
+    else:
+        luma, chroma = (levels - 16.0) * (255.0 / 219.0), (levels - 128.0) * (255.0 / 224.0)
+    terms = (
+        luma,
+        2.0 * (1.0 - kr) * chroma,  # Cr -> R
+        -(2.0 * kb * (1.0 - kb) / kg) * chroma,  # Cb -> G
+        -(2.0 * kr * (1.0 - kr) / kg) * chroma,  # Cr -> G
+        2.0 * (1.0 - kb) * chroma,  # Cb -> B
+    )
+    tables = [np.rint(t * (1 << FRACTION_BITS)).astype(np.int32) for t in terms]
+    tables[0] += 1 << (FRACTION_BITS - 1)  # one half, so that the final shift rounds
+    return tuple(tables)
+
+
 def yuv420_to_rgb(
     y: np.ndarray, u: np.ndarray, v: np.ndarray, colorspace: int = 2, full_range: bool = False
 ) -> np.ndarray:
     """uint8 planes (H x W luma, ceil(H/2) x ceil(W/2) chroma) -> H x W x 3 uint8 RGB.
 
-    Each term is a 256-entry table (scaled to 0..255), chroma terms are summed at chroma
-    resolution and spread over their 2x2 blocks: a few passes over the frame."""
+    Integer arithmetic on table look-ups; each chroma sum is broadcast over its 2x2 block of
+    luma (a view, no up-sampled copy)."""
     height, width = y.shape
-    kr, kb = LUMA_WEIGHTS.get(colorspace, BT601)
-    kg = 1.0 - kr - kb
-    levels = np.arange(256, dtype=np.float64)
-    if full_range:
-        luma, chroma = levels, (levels - 128.0) * (255.0 / 255.0)
-    else:
-        luma, chroma = (levels - 16.0) * (255.0 / 219.0), (levels - 128.0) * (255.0 / 224.0)
-    terms = (  # per channel: (table for Cb, table for Cr)
-        (None, 2.0 * (1.0 - kr) * chroma),
-        (-(2.0 * kb * (1.0 - kb) / kg) * chroma, -(2.0 * kr * (1.0 - kr) / kg) * chroma),
-        (2.0 * (1.0 - kb) * chroma, None),
-    )
-    base = luma[y]
-    rgb = np.empty((height, width, 3), np.uint8)
-    for channel, (from_cb, from_cr) in enumerate(terms):
-        shift = (0.0 if from_cb is None else from_cb[u]) + (0.0 if from_cr is None else from_cr[v])
-        spread = shift.repeat(2, axis=0).repeat(2, axis=1)[:height, :width]
-        rgb[..., channel] = np.clip(np.rint(base + spread), 0, 255)
-    return rgb
+    half_h, half_w = u.shape
+    luma, cr_r, cb_g, cr_g, cb_b = _tables(colorspace, full_range)
+    padded = np.zeros((2 * half_h, 2 * half_w), np.uint8)  # odd sizes: a last half block
+    padded[:height, :width] = y
+    base = luma[padded].reshape(half_h, 2, half_w, 2)
+    rgb = np.empty((half_h, 2, half_w, 2, 3), np.uint8)
+    for channel, shift in enumerate((cr_r[v], cb_g[u] + cr_g[v], cb_b[u])):
+        total = base + shift[:, None, :, None]
+        np.right_shift(total, FRACTION_BITS, out=total)
+        rgb[..., channel] = np.clip(total, 0, 255, out=total)
+    return np.ascontiguousarray(rgb.reshape(2 * half_h, 2 * half_w, 3)[:height, :width])

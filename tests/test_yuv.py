@@ -52,7 +52,7 @@ def test_matches_an_independent_float64_reference(space, full_range):
     y, u, v = planes(37, 53)  # odd sizes: the last chroma row and column cover one pixel
     ours = yuv420_to_rgb(y, u, v, SPACES[space], full_range)
     expected = reference(y, u, v, SPACES[space], full_range)
-    assert ours.shape == (37, 53, 3) and ours.dtype == np.uint8
+    assert ours.shape == (37, 53, 3) and ours.dtype == np.uint8 and ours.flags.c_contiguous
     difference = np.abs(ours - expected)
     assert difference.max() <= 1 and (difference == 0).mean() > 0.999  # rounding ties only
 
