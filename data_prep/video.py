@@ -39,6 +39,8 @@ class Encoding:
     restricts x264 to its C code: its SIMD code differs from it and between CPU families, and on
     AVX-512 CPUs its macroblock-tree code gives other bytes from run to run (measured here: a
     few of every hundred CRF 40 encodes of the same frames). The C code is about 4x slower.
+    The RGB -> YUV conversion in front of x264 is still swscale's, whose code is CPU-specific:
+    identical bytes across CPU families need that conversion done in ``data_prep.yuv`` too.
     """
 
     codec: str = "libx264"

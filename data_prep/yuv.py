@@ -13,6 +13,8 @@ when unspecified), limited or full range from its colour range, each chroma samp
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 # (Kr, Kb) by FFmpeg's AVColorSpace code; anything else (0 RGB, 2 unspecified, 5/6 BT.601) -> 601.
@@ -29,8 +31,10 @@ BT601 = (0.299, 0.114)
 FRACTION_BITS = 16  # fixed point: the tables' rounding moves a result by at most 1 level, rarely
 
 
+@cache
 def _tables(colorspace: int, full_range: bool) -> tuple[np.ndarray, ...]:
-    """Luma and the four chroma terms as 256-entry int32 tables, in 0..255 units."""
+    """Luma and the four chroma terms as 256-entry int32 tables, in 0..255 units (built once
+    per colour space and range; read-only)."""
     kr, kb = LUMA_WEIGHTS.get(colorspace, BT601)
     kg = 1.0 - kr - kb
     levels = np.arange(256, dtype=np.float64)
@@ -47,6 +51,8 @@ def _tables(colorspace: int, full_range: bool) -> tuple[np.ndarray, ...]:
     )
     tables = [np.rint(t * (1 << FRACTION_BITS)).astype(np.int32) for t in terms]
     tables[0] += 1 << (FRACTION_BITS - 1)  # one half, so that the final shift rounds
+    for table in tables:
+        table.flags.writeable = False
     return tuple(tables)
 
 
