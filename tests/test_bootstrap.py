@@ -9,6 +9,7 @@ from sffb.metrics import (
     Interval,
     evaluate_detection,
     paired_bootstrap,
+    seed_averaged_bootstrap,
     video_bootstrap,
 )
 
@@ -181,3 +182,76 @@ def test_evaluation_compares_the_model_with_each_baseline_on_the_same_rows():
     shuffled = {**scored, "teacher": scored_split(np.random.default_rng(0).permutation(72))}
     with pytest.raises(ValueError, match="baseline 'teacher' was scored on other test rows"):
         build_comparisons(shuffled, ("c40",), resamples=10)
+
+
+def seed_runs(seeds: int, spread: float, seed: int = 7, shift: float = 0.0):
+    """Frames of 12 videos and ``seeds`` trainings of one recipe: a model whose fakes score
+    ``shift`` higher, trained again with each seed, which moves how well the run separates
+    the classes by ~``spread`` and each video's score a little."""
+    labels, scores, keys = scored_videos(12)
+    rng = np.random.default_rng(seed)
+    video = np.unique(keys, return_inverse=True)[1]
+    sign = 2 * labels - 1
+    runs = [
+        np.clip(
+            scores + (shift + rng.normal(0, spread)) * sign + rng.normal(0, 0.02, 12)[video], 0, 1
+        )
+        for _ in range(seeds)
+    ]
+    return labels, keys, runs
+
+
+def test_seed_average_equals_direct_two_level_resampling():
+    labels, keys, runs_a = seed_runs(3, 0.08)
+    _, _, runs_b = seed_runs(2, 0.08, seed=8)
+    ours = seed_averaged_bootstrap(labels, runs_a, runs_b, keys, resamples=200, seed=5)
+    # The reference: every run's textbook samples on the same video draws, then each
+    # resample's runs drawn with replacement in the order the function documents.
+    a = [reference_samples(labels, run, keys, resamples=200, seed=5) for run in runs_a]
+    b = [reference_samples(labels, run, keys, resamples=200, seed=5) for run in runs_b]
+    rng = np.random.default_rng([5, 1])
+    drawn_a, drawn_b = rng.integers(0, 3, (200, 3)), rng.integers(0, 2, (200, 2))
+    for name in INTERVAL_METRICS:
+        differences = [
+            np.mean([a[r][name][i] for r in drawn_a[i]])
+            - np.mean([b[r][name][i] for r in drawn_b[i]])
+            for i in range(200)
+        ]
+        expected = np.percentile(differences, [2.5, 97.5])
+        low, high = ours.intervals[name].low, ours.intervals[name].high
+        assert (low, high) == pytest.approx(tuple(expected), abs=1e-12), name
+    point = np.mean([roc_auc_score(labels, r) for r in runs_a]) - np.mean(
+        [roc_auc_score(labels, r) for r in runs_b]
+    )
+    assert ours.delta["frame_auc"] == pytest.approx(point, abs=1e-12)
+
+
+def test_one_run_each_is_the_paired_bootstrap():
+    labels, keys, (a,) = seed_runs(1, 0.05)
+    _, _, (b,) = seed_runs(1, 0.05, seed=9)
+    averaged = seed_averaged_bootstrap(labels, [a], [b], keys, resamples=300, seed=2)
+    assert averaged == paired_bootstrap(labels, a, b, keys, resamples=300, seed=2)
+
+
+def test_disagreeing_seeds_widen_the_interval():
+    # Runs that agree leave only the test set's randomness; runs that disagree add the
+    # training's, which only the run level of the bootstrap sees.
+    for spread, widens in ((0.0, False), (0.1, True)):
+        labels, keys, runs_a = seed_runs(4, spread, shift=0.05)
+        _, _, runs_b = seed_runs(4, spread, seed=11)
+        both = seed_averaged_bootstrap(labels, runs_a, runs_b, keys, resamples=400)
+        videos_only = seed_averaged_bootstrap(
+            labels, runs_a, runs_b, keys, resamples=400, resample_runs=False
+        )
+        width = both.intervals["frame_auc"].high - both.intervals["frame_auc"].low
+        narrower = videos_only.intervals["frame_auc"].high - videos_only.intervals["frame_auc"].low
+        assert (width > 1.2 * narrower) is widens, spread
+        assert both.delta == videos_only.delta
+
+
+def test_seed_average_needs_runs_of_the_right_length():
+    labels, keys, runs = seed_runs(2, 0.05)
+    with pytest.raises(ValueError, match="each recipe needs a run"):
+        seed_averaged_bootstrap(labels, runs, [], keys)
+    with pytest.raises(ValueError):
+        seed_averaged_bootstrap(labels, runs, [runs[0][:-1]], keys)
