@@ -15,7 +15,12 @@ from pathlib import Path
 import av
 import numpy as np
 
-from data_prep.yuv import yuv420_to_rgb
+from data_prep.yuv import (
+    ENCODED_COLOR_RANGE,
+    ENCODED_COLORSPACE,
+    rgb_to_yuv420,
+    yuv420_to_rgb,
+)
 
 
 class VideoError(Exception):
@@ -39,8 +44,9 @@ class Encoding:
     restricts x264 to its C code: its SIMD code differs from it and between CPU families, and on
     AVX-512 CPUs its macroblock-tree code gives other bytes from run to run (measured here: a
     few of every hundred CRF 40 encodes of the same frames). The C code is about 4x slower.
-    The RGB -> YUV conversion in front of x264 is still swscale's, whose code is CPU-specific:
-    identical bytes across CPU families need that conversion done in ``data_prep.yuv`` too.
+    The RGB -> YUV 4:2:0 conversion in front of x264 is ``data_prep.yuv``'s, not swscale's
+    (whose code is CPU-specific too), so a bit-exact encode's bytes depend on nothing but x264's
+    C code and the frames.
     """
 
     codec: str = "libx264"
@@ -133,6 +139,20 @@ def iter_frames(
         raise VideoError(f"{path}: truncated: {decoded} of {expected_count} frames decode")
 
 
+def encoder_frame(rgb: np.ndarray, pix_fmt: str) -> av.VideoFrame:
+    """An RGB frame in the encoder's pixel format: 4:2:0 converted by ``rgb_to_yuv420`` (the
+    same bytes on every CPU; PyAV then hands it to x264 as is), RGB passed through."""
+    rgb = np.ascontiguousarray(rgb)
+    if pix_fmt != "yuv420p":
+        return av.VideoFrame.from_ndarray(rgb, format="rgb24")
+    y, u, v = rgb_to_yuv420(rgb)
+    width = y.shape[1]
+    stacked = np.concatenate([y, u.reshape(-1, width), v.reshape(-1, width)])
+    frame = av.VideoFrame.from_ndarray(stacked, format="yuv420p")
+    frame.colorspace, frame.color_range = ENCODED_COLORSPACE, ENCODED_COLOR_RANGE
+    return frame
+
+
 def encode_video(
     frames: Iterable[np.ndarray], path: Path, fps: Fraction, encoding: Encoding
 ) -> int:
@@ -153,9 +173,10 @@ def encode_video(
                     stream.height, stream.width = frame.shape[:2]
                     stream.pix_fmt = encoding.pix_fmt
                     stream.options = encoding.options()
-                video_frame = av.VideoFrame.from_ndarray(
-                    np.ascontiguousarray(frame), format="rgb24"
-                )
+                    if encoding.pix_fmt == "yuv420p":  # tags: every decoder uses this matrix
+                        stream.codec_context.colorspace = ENCODED_COLORSPACE
+                        stream.codec_context.color_range = ENCODED_COLOR_RANGE
+                video_frame = encoder_frame(frame, encoding.pix_fmt)
                 video_frame.pts = count
                 container.mux(stream.encode(video_frame))
                 count += 1
