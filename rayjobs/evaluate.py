@@ -131,6 +131,19 @@ def score_test_split(
     return {column: rows[column].to_numpy() for column in columns}
 
 
+def level_report(
+    scores: dict[str, np.ndarray], level: str, resamples: int = BOOTSTRAP_RESAMPLES
+) -> DetectionReport:
+    """Every row of ``score_test_split``'s columns at ``level``: frame and video metrics, with
+    intervals over videos when ``resamples`` > 0."""
+    return evaluate_detection(
+        scores["label"].astype(int),
+        scores[f"score_{level}"].astype(float),
+        scores["video_key"],
+        resamples=resamples,
+    )
+
+
 def method_masks(scores: dict[str, np.ndarray]) -> list[tuple[str, np.ndarray]]:
     """The rows of each fake method (its fakes + every real), then of all methods together."""
     labels, methods = scores["label"].astype(int), scores["method"].astype(str)

@@ -29,3 +29,21 @@ def crop_pixels(data: bytes, column: str) -> np.ndarray:
         return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
     side = round((len(data) // 3) ** 0.5)
     return np.frombuffer(data, np.uint8).reshape(3, side, side).transpose(1, 2, 0)
+
+
+def random_checkpoint(folder: Path, seed: int) -> str:
+    """A tiny random-init SFFB saved as a checkpoint: seeds give models that rank the test
+    frames differently (scoring code needs no trained model)."""
+    import torch
+
+    from rayjobs.lib.checkpoints import save_state
+    from rayjobs.lib.config import load_job_config
+    from sffb.model import SFFB
+
+    job = load_job_config(
+        "cpu-demo", overrides=["model.backbone=test_resnet", "model.image_size=64"]
+    )
+    folder.mkdir(parents=True)
+    torch.manual_seed(seed)
+    save_state(folder, model=SFFB(job.model).state_dict(), config=job, history=[], epoch=0)
+    return str(folder)

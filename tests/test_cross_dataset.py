@@ -13,22 +13,12 @@ from mlflow.tracking import MlflowClient
 
 from data_prep.image_columns import decode_column, level_column
 from rayjobs.evaluate import main
-from rayjobs.lib.checkpoints import load_model, save_state
-from rayjobs.lib.config import load_job_config
+from rayjobs.lib.checkpoints import load_model
 from rayjobs.lib.scoring import SCORE_BATCH, fake_scores
 from sffb.metrics import evaluate_detection
-from sffb.model import SFFB
+from tests.helpers import random_checkpoint
 
 pytestmark = pytest.mark.slow
-
-
-def _checkpoint(folder: Path, seed: int) -> str:
-    tiny = ["model.backbone=test_resnet", "model.image_size=64"]
-    job = load_job_config("cpu-demo", overrides=tiny)
-    folder.mkdir(parents=True)
-    torch.manual_seed(seed)
-    save_state(folder, model=SFFB(job.model).state_dict(), config=job, history=[], epoch=0)
-    return str(folder)
 
 
 def _subset(reference: Path, target: Path, method: str) -> Path:
@@ -45,8 +35,8 @@ def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
 ):
     reference, _ = prepared
     other = _subset(reference, tmp_path / "deepfakes_only", "Deepfakes")
-    first = _checkpoint(tmp_path / "run-a" / "best", 0)
-    second = _checkpoint(tmp_path / "run-b" / "best", 1)
+    first = random_checkpoint(tmp_path / "run-a" / "best", 0)
+    second = random_checkpoint(tmp_path / "run-b" / "best", 1)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
 
@@ -75,7 +65,7 @@ def test_matrix_mode_tabulates_models_by_datasets_and_logs_a_heatmap(
 def test_a_dataset_without_the_level_is_refused_naming_it(ray_session, prepared, tmp_path,
                                                           monkeypatch):  # fmt: skip
     reference, _ = prepared
-    checkpoint = _checkpoint(tmp_path / "run" / "best", 0)
+    checkpoint = random_checkpoint(tmp_path / "run" / "best", 0)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     with pytest.raises(SystemExit, match="level 'c51' is not in the shards"):
         main(["--matrix", "--checkpoint", checkpoint, "--shards", str(reference),

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from rayjobs.lib.data import check_levels
-from sffb.metrics import DetectionReport, evaluate_detection
+from sffb.metrics import DetectionReport
 
 MATRIX_RESAMPLES = 1000
 
@@ -59,7 +59,7 @@ def auc_matrix(
     resamples: int = MATRIX_RESAMPLES,
 ) -> list[Cell]:
     """Score every checkpoint on every dataset's test split at ``level``."""
-    from rayjobs.evaluate import score_test_split
+    from rayjobs.evaluate import level_report, score_test_split
 
     for shards in datasets.values():
         check_levels(shards, "test", (level,))
@@ -67,13 +67,7 @@ def auc_matrix(
     for model, checkpoint in checkpoints.items():
         for dataset, shards in datasets.items():
             scores = score_test_split(checkpoint, shards, (level,))
-            report = evaluate_detection(
-                scores["label"].astype(int),
-                scores[f"score_{level}"].astype(float),
-                scores["video_key"],
-                resamples=resamples,
-            )
-            cells.append(Cell(model, dataset, level, report))
+            cells.append(Cell(model, dataset, level, level_report(scores, level, resamples)))
     return cells
 
 
