@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     compress.add_argument(
         "--fast-encode", dest="bit_exact", action="store_const", const=False,
         help="x264's SIMD code: ~4x faster, but the bytes depend on the CPU (and on AVX-512 "
-        "CPUs can change between runs); default: its C code, the same bytes on every run",
+        "CPUs can change between runs); default: its C code, the same bytes on every run and CPU",
     )  # fmt: skip
 
     prep = commands.add_parser("prepare", help="videos -> paired face-crop Parquet shards")

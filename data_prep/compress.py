@@ -28,7 +28,7 @@ class CompressConfig:
     root: str = ""
     levels: tuple[str, ...] = ("c23", "c40")
     mode: str = "crf"  # "crf" (FF++) or "qp"
-    # x264's C code: the same bytes on every run and CPU (x264's part). False: its SIMD code, ~4x
+    # x264's C code: the same bytes on every run and CPU. False: its SIMD code, ~4x
     # faster, whose bytes depend on the CPU (and on AVX-512 CPUs can change between runs).
     bit_exact: bool = True
 

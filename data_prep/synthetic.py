@@ -19,8 +19,8 @@ it) and carries a faint up-sampling checkerboard. The methods differ in what the
   that c40 removes almost completely, as H.264 does to real re-rendering artefacts).
 
 Raw is lossless H.264 (libx264rgb, CRF 0); c23 and c40 are real libx264 CRF encodes, bit-exact
-(``Encoding``). Every file is a function of ``seed`` alone, byte for byte on one kind of CPU
-(the RGB -> YUV conversion before encoding is FFmpeg's, CPU-specific); the default size
+(``Encoding``). Every file is a function of ``seed`` alone, byte for byte on any CPU (x264's C
+code, and the RGB -> YUV conversion in ``data_prep.yuv``); the default size
 renders in about a minute on two cores (one process per core).
 """
 

@@ -272,9 +272,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", help="the raw videos (default: the shards' source folder)")
     parser.add_argument("--methods", nargs="+", default=[], help="fake methods (default: all)")
     parser.add_argument("--experiment", default="sffb")
-    parser.add_argument("--fast-encode", action="store_true",
-                        help="x264's SIMD code: ~4x faster re-encodes whose bytes depend on the "
-                        "CPU (default: its C code, the same bytes on every run)")  # fmt: skip
+    parser.add_argument(
+        "--fast-encode", action="store_true",
+        help="x264's SIMD code: ~4x faster re-encodes whose bytes depend on the CPU "
+        "(default: its C code, the same bytes on every run and CPU)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     shards = storage.normalise(args.shards or embedded_prepare_config().output)
     uri = tracking_uri()
