@@ -99,3 +99,15 @@ def test_sffb_alone_needs_no_teacher_level():
     alone = job.sffb_alone()
     assert not alone.uses_teacher("student")
     assert alone.training_levels("student") == ("c40",)
+
+
+def test_a_student_started_from_its_teacher_is_fine_tuned_at_its_own_rate():
+    job = load_job_config("cpu-demo")  # model.init: teacher
+    assert job.learning_rate("student") == job.optim.teacher_start_lr == 1e-4
+    assert job.learning_rate("teacher") == job.optim.lr == 1e-3
+    assert job.sffb_alone().learning_rate("student") == 1e-3  # random start: trained from scratch
+    unset = load_job_config("cpu-demo", overrides=["optim.teacher_start_lr=null"])
+    assert unset.learning_rate("student") == 1e-3
+    assert load_job_config("paper").learning_rate("student") == 2e-4
+    with pytest.raises(ValueError, match="teacher_start_lr must be >= 0"):
+        load_job_config("cpu-demo", overrides=["optim.teacher_start_lr=-1e-4"])

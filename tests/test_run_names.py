@@ -35,6 +35,14 @@ def test_every_distillation_variant_shares_one_teacher():
                     "data.student_level=c23", "model.init=teacher"):  # fmt: skip
         assert default_run_name(job(variant), "teacher") == teacher, variant
     assert default_run_name(job("optim.lr=5e-4"), "teacher") != teacher
+    assert default_run_name(job("optim.teacher_start_lr=5e-4"), "teacher") == teacher
+
+
+def test_the_teacher_start_rate_names_only_students_that_start_from_the_teacher():
+    rate = "optim.teacher_start_lr=5e-4"
+    assert default_run_name(job(rate), "student") != default_run_name(job(), "student")
+    alone = job().sffb_alone()  # a random start: the rate is never used
+    assert default_run_name(job(rate).sffb_alone(), "student") == default_run_name(alone, "student")
 
 
 def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():

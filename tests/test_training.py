@@ -305,6 +305,7 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     # balancing and one epoch of KD warm-up (hard loss alone in epoch 0).
     options = ["optim.schedule=cosine", "optim.warmup_epochs=1", "optim.warmup_lr=1e-5"]
     options += ["loss.balance=running", "loss.kd_warmup_epochs=1"]
+    options += ["optim.teacher_start_lr=5e-4"]  # the student starts from its teacher (cpu-demo)
     job = tiny_job(shards, home, epochs=2, overrides=options, run_name="student")
     links = {"sffb.teacher_run_id": teacher_outcome.mlflow_run_id}
     outcome = run_training(job, "student", teacher_outcome.best_checkpoint, extra_tags=links)
@@ -335,7 +336,8 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     assert epochs_logged(job, run.info.run_id, "train_soft") == [0, 1]
     client = MlflowClient(job.tracking.tracking_uri)
     logged_lr = [m.value for m in client.get_metric_history(run.info.run_id, "lr")]
-    assert logged_lr == pytest.approx([1e-5, 0.5e-3 * (1 + math.cos(math.pi / 2))])  # lr = 1e-3
+    # Cosine from the teacher-start rate (5e-4), not optim.lr (1e-3), after the warm-up epoch.
+    assert logged_lr == pytest.approx([1e-5, 0.5 * 5e-4 * (1 + math.cos(math.pi / 2))])
     kd_weights = [m.value for m in client.get_metric_history(run.info.run_id, "kd_weight")]
     assert kd_weights == [0.0, 1.0]
     means = load_state(outcome.best_checkpoint)["loss"]["magnitudes.means"]
@@ -522,10 +524,11 @@ def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session
 
 
 def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home, prepared):
-    """model.init=teacher through Ray: with lr 0 the trained parameters are still the teacher's."""
+    """model.init=teacher through Ray: at a teacher-start rate of 0 (optim.lr stays 1e-3) the
+    trained parameters are still the teacher's."""
     _, teacher_outcome = teacher
     shards, _ = prepared
-    overrides = ["model.init=teacher", "loss.knowledge=none", "optim.lr=0.0"]
+    overrides = ["model.init=teacher", "loss.knowledge=none", "optim.teacher_start_lr=0.0"]
     job = tiny_job(shards, home, epochs=1, overrides=overrides, run_name="from-teacher")
     outcome = run_training(job, "student", teacher_outcome.best_checkpoint)
     student = load_model(outcome.best_checkpoint)

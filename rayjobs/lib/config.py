@@ -81,6 +81,10 @@ class LossConfig:
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 2e-4
+    # Adam's rate for a student that starts as a copy of its trained teacher (``model.init:
+    # teacher``): fine-tuning trained weights wants smaller steps than training from scratch
+    # (docs/distillation.md, "Eleventh"). None = ``lr``.
+    teacher_start_lr: float | None = None
     weight_decay: float = 0.0
     epochs: int = 10
     fused: bool = False  # fused Adam kernel (CUDA)
@@ -152,7 +156,7 @@ class JobConfig:
 
     def needs_teacher_checkpoint(self, mode: str) -> bool:
         """Distillation reads the teacher, and so does a student that starts from its weights."""
-        return self.uses_teacher(mode) or (mode == "student" and self.model.init == "teacher")
+        return self.uses_teacher(mode) or self.starts_from_teacher(mode)
 
     def sffb_alone(self) -> JobConfig:
         """SFFB alone, the baseline distillation must beat: this job with nothing from the
@@ -162,6 +166,16 @@ class JobConfig:
         return replace(
             self, loss=replace(self.loss, knowledge="none"), model=replace(self.model, init=init)
         )
+
+    def starts_from_teacher(self, mode: str) -> bool:
+        """A student that begins as an exact copy of its teacher's weights."""
+        return mode == "student" and self.model.init == "teacher"
+
+    def learning_rate(self, mode: str) -> float:
+        """Adam's rate for this run: ``optim.teacher_start_lr`` when fine-tuning the teacher."""
+        if self.starts_from_teacher(mode) and self.optim.teacher_start_lr is not None:
+            return self.optim.teacher_start_lr
+        return self.optim.lr
 
     def input_level(self, mode: str) -> str:
         """The level the trained model sees: compressed for a student, raw for the teacher."""
@@ -185,6 +199,8 @@ class JobConfig:
             DistillationLoss(**vars(self.loss))
         except ValueError as error:
             raise ValueError(f"loss: {error}") from None
+        if min(self.optim.lr, self.optim.teacher_start_lr or 0.0) < 0:
+            raise ValueError("optim.lr and optim.teacher_start_lr must be >= 0")
         if self.optim.schedule not in LR_SCHEDULES:
             raise ValueError(
                 f"optim.schedule: unknown {self.optim.schedule!r}; one of {LR_SCHEDULES}"

@@ -4,7 +4,8 @@ Relaunching a run name resumes the run. That is only right when the relaunch tra
 thing: a default name therefore ends in a short hash of the run's *identity* (every setting that
 changes what it trains), and resuming a run whose logged identity differs is refused, naming the
 keys. Left out of the identity: how and where a job runs (``scaling``, ``tracking``); how long
-(``optim.epochs``: relaunching with more epochs continues a run); for a
+(``optim.epochs``: relaunching with more epochs continues a run); the rate for a student started
+from its teacher (``optim.teacher_start_lr``) in every run that does not start so; for a
 teacher, the student's options (the loss, the student's level), so that every distillation
 variant shares one teacher; for SFFB alone (``loss.knowledge: none``), the distillation weights
 and the teacher's level, which it never uses.
@@ -39,6 +40,8 @@ def teacher_job(job: JobConfig) -> JobConfig:
 def _identifies(key: str, job: JobConfig, mode: str) -> bool:
     if key.startswith(NOT_IDENTITY):
         return False
+    if key == "optim.teacher_start_lr":
+        return job.starts_from_teacher(mode)
     if mode == "teacher":
         return not key.startswith("loss.") and key != "data.student_level"
     if not job.uses_teacher(mode):

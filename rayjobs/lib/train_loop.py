@@ -178,7 +178,7 @@ def train_worker(loop_config: dict) -> None:
     model = ray.train.torch.prepare_model(network)
     optimiser = torch.optim.Adam(
         model.parameters(),
-        lr=job.optim.lr,
+        lr=job.learning_rate(mode),
         weight_decay=job.optim.weight_decay,
         fused=job.optim.fused and device.type == "cuda",
     )
