@@ -118,7 +118,7 @@ def check_teacher_init(job: JobConfig, mode: str, teacher_checkpoint: str | None
 def initial_model(job: JobConfig, mode: str, teacher_checkpoint: str | None) -> SFFB:
     """The model before its first step: as ``model.init`` says (random or ImageNet weights,
     or, for a student with ``init: teacher``, exactly the teacher's weights)."""
-    if mode == "student" and job.model.init == "teacher":
+    if job.starts_from_teacher(mode):
         model = SFFB(replace(job.model, pretrained_path=None))
         model.load_state_dict(load_state(teacher_checkpoint)["model"])
         return model
