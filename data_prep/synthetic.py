@@ -61,6 +61,10 @@ class SyntheticConfig:
     # method (so that validation and test are as hard as training), in a seeded order.
     strength: tuple[float, float] = (0.2, 1.0)
     noise: tuple[float, float] = (2.0, 4.0)  # each real clip's sensor-noise sigma, drawn evenly
+    # The high-frequency traces, at strength 1: the up-sampling checkerboard's amplitude (8-bit
+    # levels) and how fast the new face loses the clip's sensor noise (none kept from 1 / this).
+    checkerboard: float = 16.0
+    noise_loss: float = 1.5
 
 
 @dataclass(frozen=True)
@@ -209,7 +213,9 @@ def manipulate(
     rng = np.random.default_rng([config.seed, METHODS.index(method), 7919])
     tint = rng.normal(size=3)
     tint = (24.0 * s * tint / np.linalg.norm(tint)).astype(np.float32)  # low-frequency trace
-    kept_noise = max(0.0, 1.0 - 1.5 * s)  # share of the sensor noise the new face keeps
+    kept_noise = max(
+        0.0, 1.0 - config.noise_loss * s
+    )  # share of the sensor noise the new face keeps
     # A face swap keeps the target's head, pose and expression and replaces the inner face
     # (here the eyes' spacing), colour-corrected to the target's skin up to a mismatch.
     skin = np.clip(np.array(target_person.skin, np.float32) + tint, 0, 255)
@@ -241,7 +247,7 @@ def manipulate(
         else:  # NeuralTextures: a stronger texture, over the lower face only
             replaced = _soften(clean, smooth) + 5.0 * s * checker[..., None]
         # The generator's up-sampling leaves a faint checkerboard: the finest pattern there is.
-        face = replaced + kept_noise * noise + 10.0 * s * checker[..., None]
+        face = replaced + kept_noise * noise + config.checkerboard * s * checker[..., None]
         fakes.append(to_uint8(mask * face + (1 - mask) * (clean + noise)))
     return fakes
 
