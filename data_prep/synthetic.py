@@ -59,7 +59,7 @@ class SyntheticConfig:
     held_out: float = 0.2  # share of the identity pairs in each of val and test (FF++: 0.14)
     # Fakes' manipulation strengths: spread evenly over this range within every split and
     # method (so that validation and test are as hard as training), in a seeded order.
-    strength: tuple[float, float] = (0.2, 1.0)
+    strength: tuple[float, float] = (0.4, 1.0)
     noise: tuple[float, float] = (2.0, 4.0)  # each real clip's sensor-noise sigma, drawn evenly
     # The high-frequency traces, at strength 1: the up-sampling checkerboard's amplitude (8-bit
     # levels) and how fast the new face loses the clip's sensor noise (none kept from 1 / this).
