@@ -57,6 +57,18 @@ class RecipeDifference:
     per_seed: tuple[PairedDifference, ...]
 
 
+@dataclass(frozen=True)
+class Spread:
+    """One recipe's frame AUCs over its runs at one level."""
+
+    values: np.ndarray
+
+    @property
+    def sd(self) -> float:
+        """The sample standard deviation (ddof 1); NaN for a single run."""
+        return float(np.std(self.values, ddof=1)) if self.values.size > 1 else float("nan")
+
+
 def check_recipe_name(name: str) -> str:
     """Recipe names become MLflow metric keys: letters, digits, ``_ . -`` only."""
     if not _NAME.fullmatch(name):
@@ -129,21 +141,21 @@ def runs_markdown(results: list[RunResult]) -> str:
         )
     lines += ["", "| recipe | level | runs | frame AUC mean | sd | min | max |",
               "|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
-    for (recipe, level), values in recipe_spreads(results).items():
-        sd = np.std(values, ddof=1) if values.size > 1 else float("nan")
+    for (recipe, level), spread in recipe_spreads(results).items():
+        values = spread.values
         lines.append(
-            f"| {recipe} | {level} | {values.size} | {_points(values.mean())} | {_points(sd)} "
-            f"| {_points(values.min())} | {_points(values.max())} |"
+            f"| {recipe} | {level} | {values.size} | {_points(values.mean())} "
+            f"| {_points(spread.sd)} | {_points(values.min())} | {_points(values.max())} |"
         )
     return "\n".join(lines)
 
 
-def recipe_spreads(results: list[RunResult]) -> dict[tuple[str, str], np.ndarray]:
+def recipe_spreads(results: list[RunResult]) -> dict[tuple[str, str], Spread]:
     """(recipe, level) -> its runs' frame AUCs."""
     spreads: dict[tuple[str, str], list[float]] = {}
     for r in results:
         spreads.setdefault((r.recipe, r.level), []).append(r.report.frame.auc)
-    return {key: np.asarray(values) for key, values in spreads.items()}
+    return {key: Spread(np.asarray(values)) for key, values in spreads.items()}
 
 
 def differences_markdown(differences: list[RecipeDifference]) -> str:
@@ -171,11 +183,11 @@ def comparison_metrics(
     """MLflow metrics: ``recipe_<name>_test_<level>_frame_auc_mean`` / ``_sd`` and
     ``<recipe>_minus_<baseline>_test_<level>_<metric>_delta`` / ``_ci_low`` / ``_ci_high``."""
     metrics = {}
-    for (recipe, level), values in recipe_spreads(results).items():
+    for (recipe, level), spread in recipe_spreads(results).items():
         prefix = f"recipe_{recipe}_test_{level}_frame_auc"
-        metrics[f"{prefix}_mean"] = float(values.mean())
-        if values.size > 1:
-            metrics[f"{prefix}_sd"] = float(np.std(values, ddof=1))
+        metrics[f"{prefix}_mean"] = float(spread.values.mean())
+        if spread.values.size > 1:
+            metrics[f"{prefix}_sd"] = spread.sd
     for d in differences:
         for metric in INTERVAL_METRICS:
             key = f"{d.recipe}_minus_{d.baseline}_test_{d.level}_{metric}"
