@@ -59,11 +59,11 @@ class SyntheticConfig:
     held_out: float = 0.2  # share of the identity pairs in each of val and test (FF++: 0.14)
     # Fakes' manipulation strengths: spread evenly over this range within every split and
     # method (so that validation and test are as hard as training), in a seeded order.
-    strength: tuple[float, float] = (0.4, 1.0)
+    strength: tuple[float, float] = (0.2, 1.0)
     noise: tuple[float, float] = (2.0, 4.0)  # each real clip's sensor-noise sigma, drawn evenly
     # The high-frequency traces, at strength 1: the up-sampling checkerboard's amplitude (8-bit
     # levels) and how fast the new face loses the clip's sensor noise (none kept from 1 / this).
-    checkerboard: float = 16.0
+    checkerboard: float = 10.0
     noise_loss: float = 1.5
 
 
@@ -213,9 +213,8 @@ def manipulate(
     rng = np.random.default_rng([config.seed, METHODS.index(method), 7919])
     tint = rng.normal(size=3)
     tint = (24.0 * s * tint / np.linalg.norm(tint)).astype(np.float32)  # low-frequency trace
-    kept_noise = max(
-        0.0, 1.0 - config.noise_loss * s
-    )  # share of the sensor noise the new face keeps
+    # The share of the clip's sensor noise that the new face keeps.
+    kept_noise = max(0.0, 1.0 - config.noise_loss * s)
     # A face swap keeps the target's head, pose and expression and replaces the inner face
     # (here the eyes' spacing), colour-corrected to the target's skin up to a mismatch.
     skin = np.clip(np.array(target_person.skin, np.float32) + tint, 0, 255)
