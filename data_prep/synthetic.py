@@ -297,6 +297,14 @@ def _write_identity(
         _write_levels(fake, output / "manipulated_sequences" / method, name, config)
 
 
+def recorded_config(marker: Path) -> dict:
+    """The config a finished dataset was written with, as JSON values. A field the marker lacks
+    was added to ``SyntheticConfig`` later with the value the generator had hard-coded, so it
+    reads as today's default: a dataset written before it is not generated again."""
+    defaults = json.loads(json.dumps(asdict(SyntheticConfig())))
+    return defaults | json.loads(marker.read_text())
+
+
 def generate(
     output: Path, config: SyntheticConfig = SyntheticConfig(), workers: int | None = None
 ) -> Path:
@@ -308,7 +316,7 @@ def generate(
     output = Path(output).resolve()
     marker = output / MARKER
     wanted = json.loads(json.dumps(asdict(config)))
-    if marker.is_file() and json.loads(marker.read_text()) == wanted:
+    if marker.is_file() and recorded_config(marker) == wanted:
         return output
     splits = split_pairs(config.reals, config.held_out)
     people = identities(config)

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from data_prep.faces import HaarDetector, crop_box
 from data_prep.synthetic import (
+    MARKER,
     METHODS,
     STRENGTHS,
     SyntheticConfig,
@@ -85,6 +86,24 @@ def test_deterministic_in_the_seed(tmp_path):
         other["original_sequences/youtube/raw/videos/000.mp4"]
         != first["original_sequences/youtube/raw/videos/000.mp4"]
     )
+
+
+def test_a_dataset_written_before_a_config_field_existed_is_not_generated_again(tmp_path):
+    """Fields added later (the trace amplitudes) default to what the generator hard-coded, so
+    a finished dataset whose marker lacks them is kept; a changed value still regenerates."""
+    small = SyntheticConfig(reals=6, frames=4)
+    root = generate(tmp_path / "d", small, workers=1)
+    marker = root / MARKER
+    recorded = json.loads(marker.read_text())
+    del recorded["checkerboard"], recorded["noise_loss"]
+    marker.write_text(json.dumps(recorded))
+    video = root / "original_sequences/youtube/raw/videos/000.mp4"
+    video.write_bytes(b"left alone when the dataset is kept")
+    generate(root, small, workers=1)
+    assert video.read_bytes() == b"left alone when the dataset is kept"
+    generate(root, replace(small, checkerboard=12.0), workers=1)
+    assert video.read_bytes()[:4] != b"left"
+    assert json.loads(marker.read_text())["checkerboard"] == 12.0
 
 
 def test_command_line(tmp_path):
