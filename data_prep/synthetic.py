@@ -297,12 +297,16 @@ def _write_identity(
         _write_levels(fake, output / "manipulated_sequences" / method, name, config)
 
 
+def _json_values(config: SyntheticConfig) -> dict:
+    """The config as its marker stores it (tuples become lists), so the two compare equal."""
+    return json.loads(json.dumps(asdict(config)))
+
+
 def recorded_config(marker: Path) -> dict:
     """The config a finished dataset was written with, as JSON values. A field the marker lacks
     was added to ``SyntheticConfig`` later with the value the generator had hard-coded, so it
     reads as today's default: a dataset written before it is not generated again."""
-    defaults = json.loads(json.dumps(asdict(SyntheticConfig())))
-    return defaults | json.loads(marker.read_text())
+    return _json_values(SyntheticConfig()) | json.loads(marker.read_text())
 
 
 def generate(
@@ -315,7 +319,7 @@ def generate(
     """
     output = Path(output).resolve()
     marker = output / MARKER
-    wanted = json.loads(json.dumps(asdict(config)))
+    wanted = _json_values(config)
     if marker.is_file() and recorded_config(marker) == wanted:
         return output
     splits = split_pairs(config.reals, config.held_out)
