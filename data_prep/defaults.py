@@ -16,7 +16,7 @@ from pathlib import Path
 
 from data_prep import storage
 from data_prep.prepare import PrepareConfig, completed_format, prepare
-from data_prep.synthetic import SyntheticConfig, generate
+from data_prep.synthetic import STRENGTHS, SyntheticConfig, generate
 
 #: The embedded synthetic dataset: the generator's defaults.
 EMBEDDED_SYNTHETIC = SyntheticConfig()
@@ -34,6 +34,14 @@ def local_workdir() -> Path:
 
 def synthetic_root() -> Path:
     return local_workdir() / "data" / "synthetic_ffpp"
+
+
+def embedded_strengths(shards: str) -> str | None:
+    """The embedded dataset's fake strengths (``manipulations.json``) when ``shards`` are its
+    shards and the file is here; evaluation then breaks its AUC down by strength."""
+    found = synthetic_root() / STRENGTHS
+    same = storage.normalise(shards) == embedded_prepare_config().output
+    return str(found) if same and found.is_file() else None
 
 
 def embedded_prepare_config(**overrides) -> PrepareConfig:

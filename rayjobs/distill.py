@@ -17,6 +17,7 @@ import sys
 from dataclasses import replace
 
 from data_prep import storage
+from data_prep.defaults import embedded_strengths
 from rayjobs.evaluate import evaluate
 from rayjobs.lib.checkpoints import has_checkpoint
 from rayjobs.lib.config import JobConfig, add_config_arguments, config_from_args
@@ -104,6 +105,7 @@ def main(argv: list[str] | None = None) -> None:
                 uri=uri,
                 baselines=baselines,
                 model="student",
+                strengths=embedded_strengths(job.data.shards),
             )
     except USER_ERRORS as error:
         raise SystemExit(f"error: {error}") from None

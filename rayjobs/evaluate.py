@@ -10,6 +10,9 @@ Baselines (``--baseline teacher=RUNS/<teacher>/best``, repeatable) are scored on
 and levels and get their own rows: a distilled student is only worth having if it beats the
 teacher applied to compressed frames and SFFB trained alone on them.
 
+``--strengths manipulations.json`` (synthetic data; the embedded dataset's by default) adds AUC
+per fake-strength bin (``rayjobs/lib/strengths.py``).
+
 ``--shards A B ...`` evaluates on the first and adds the cross-dataset AUC matrix over all;
 ``--matrix --checkpoint C1 C2 ... --shards A B ...`` gives only the matrix, models x datasets
 (``rayjobs/lib/cross_dataset.py``).
@@ -29,7 +32,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 
 from data_prep import storage
-from data_prep.defaults import embedded_prepare_config
+from data_prep.defaults import embedded_prepare_config, embedded_strengths
 from rayjobs.lib.calibration import LevelCalibration, calibrate, save_calibration
 from rayjobs.lib.cam_examples import log_cam_examples
 from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
@@ -48,6 +51,7 @@ from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.run_inputs import log_shard_inputs
 from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
+from rayjobs.lib.strengths import StrengthRow, load_strengths, strength_markdown, strength_table
 from rayjobs.lib.tracking import find_or_create_run, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import (
@@ -269,18 +273,6 @@ def comparison_metrics(rows: list[ComparisonRow]) -> dict[str, float]:
     return metrics
 
 
-def with_interval(report: DetectionReport, name: str) -> str:
-    """``97.50 [93.1, 100.0]``: the value in percent and its bootstrap interval, if any."""
-    scope, metric = name.split("_")
-    value = f"{100 * getattr(getattr(report, scope), metric):.2f}"
-    interval = report.intervals.get(name)
-    return (
-        value
-        if interval is None
-        else f"{value} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
-    )
-
-
 def to_markdown(table: list[TableRow]) -> str:
     """The full table (95 % bootstrap intervals over videos in brackets), then Table 1's layout."""
     header = (
@@ -290,7 +282,7 @@ def to_markdown(table: list[TableRow]) -> str:
     lines = [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for row in table:
         f, v = row.report.frame, row.report.video
-        cells = " | ".join(with_interval(row.report, name) for name in INTERVAL_METRICS)
+        cells = " | ".join(row.report.percent(name) for name in INTERVAL_METRICS)
         lines.append(
             f"| {row.model} | {row.method} | {row.level} | {v.count} | {cells} | "
             f"{100 * f.balanced_acc:.2f} | {100 * f.eer:.2f} | {100 * f.ap:.2f} |"
@@ -380,15 +372,18 @@ def evaluate(
     uri: str = "",
     baselines: Mapping[str, str] | None = None,
     model: str = MODEL,
+    strengths: str | None = None,
 ) -> list[TableRow]:
     """Score, tabulate, print and (when ``run_id`` is given) log to MLflow.
 
     ``baselines`` (name -> checkpoint) are scored on the same rows and levels; their rows come
     after the model's, and their metrics are logged as ``baseline_<name>_test_<level>_...``.
+    ``strengths`` (a synthetic dataset's ``manipulations.json``) adds AUC by fake strength.
     """
     checkpoints = {model: checkpoint, **(baselines or {})}
     if len(checkpoints) != 1 + len(baselines or {}):
         raise ValueError(f"a baseline is named {model!r}, the evaluated model's name")
+    recorded = load_strengths(strengths) if strengths else None  # a bad file fails before scoring
     scored, calibration, fitted = {}, [], {}
     for name, location in checkpoints.items():
         scored[name] = score_test_split(location, shards, levels, methods)
@@ -403,13 +398,31 @@ def evaluate(
         print(comparison_markdown(comparisons, model))
         print()
     print(calibration_markdown(calibration))
+    by_strength = []
+    if recorded is not None:
+        by_strength = strength_table(
+            scored, recorded, str(strengths), levels, resamples=BOOTSTRAP_RESAMPLES
+        )
+        print()
+        print(strength_markdown(by_strength))
     save_calibration(checkpoint, fitted[model])  # detection and scoring read it from there
     if run_id is not None:
         log_table(tracking_uri(uri), run_id, table, comparisons, scored, levels)
         log_calibration(tracking_uri(uri), run_id, calibration, scored, fitted, levels, model)
+        log_strengths(tracking_uri(uri), run_id, by_strength)
         log_shard_inputs(tracking_uri(uri), run_id, shards, ("test",), methods)
         log_cam_examples(tracking_uri(uri), run_id, checkpoint, shards, levels[0], methods)
     return table
+
+
+def log_strengths(uri: str, run_id: str, rows: list[StrengthRow]) -> None:
+    """The AUC-by-strength table as ``evaluation/by_strength.md``; nothing when not computed."""
+    if not rows:
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "by_strength.md"
+        path.write_text(strength_markdown(rows) + "\n")
+        MlflowClient(uri).log_artifact(run_id, str(path), artifact_path="evaluation")
 
 
 def log_calibration(uri, run_id, rows, scored, fitted, levels, model) -> None:
@@ -560,6 +573,11 @@ def main(argv: list[str] | None = None) -> None:
         "--baseline", action="append", default=[], metavar="NAME=CHECKPOINT",
         help="also score this checkpoint on the same rows, e.g. teacher=RUNS/<teacher>/best",
     )  # fmt: skip
+    parser.add_argument(
+        "--strengths", metavar="MANIPULATIONS_JSON",
+        help="a synthetic dataset's manipulations.json: AUC by fake strength (default: the "
+        "embedded dataset's, when evaluating its shards)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if len(args.checkpoint) > 1 and not args.matrix:
         parser.error("several --checkpoint values need --matrix")
@@ -577,7 +595,9 @@ def main(argv: list[str] | None = None) -> None:
         levels, methods = tuple(args.levels), tuple(args.methods)
         if not args.matrix:
             baselines = parse_baselines(args.baseline)
-            evaluate(checkpoints[0], shards[0], levels, methods, run_id, uri, baselines)
+            strengths = args.strengths or embedded_strengths(shards[0])
+            evaluate(checkpoints[0], shards[0], levels, methods, run_id, uri, baselines,
+                     strengths=strengths)  # fmt: skip
         if args.matrix or len(shards) > 1:
             models = unique_names(checkpoints, checkpoint_name)
             datasets = unique_names(shards, dataset_name)

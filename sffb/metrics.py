@@ -64,6 +64,16 @@ class DetectionReport:
             flat[f"{prefix}{name}_ci_high"] = interval.high
         return flat
 
+    def percent(self, name: str) -> str:
+        """``97.50 [93.1, 100.0]``: metric ``name`` (e.g. ``frame_auc``) in percent, with its
+        bootstrap interval when one was computed."""
+        scope, metric = name.split("_")
+        value = f"{100 * getattr(getattr(self, scope), metric):.2f}"
+        interval = self.intervals.get(name)
+        if interval is None:
+            return value
+        return f"{value} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+
 
 def _validated(labels, scores) -> tuple[np.ndarray, np.ndarray]:
     """Labels and scores as flat int64 / float64 arrays, or a clear error."""

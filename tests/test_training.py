@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from data_prep.image_columns import decode_column, level_column
+from data_prep.synthetic import STRENGTHS
 from rayjobs.detect import detect
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate, score_test_split
@@ -298,7 +300,7 @@ def test_robustness_curves_of_the_trained_teacher(
     assert "| teacher | jpeg50 |" in capsys.readouterr().out
 
 
-def test_distillation_and_evaluation(teacher, prepared, home):
+def test_distillation_and_evaluation(teacher, prepared, home, synthetic_root):
     _, teacher_outcome = teacher
     shards, _ = prepared
     # Beyond the paper's loss: a cosine schedule after one warm-up epoch, running-magnitude
@@ -312,7 +314,7 @@ def test_distillation_and_evaluation(teacher, prepared, home):
     table = evaluate(
         outcome.best_checkpoint, shards, ("c23", "c40"), run_id=outcome.mlflow_run_id,
         uri=job.tracking.tracking_uri, baselines={"teacher": teacher_outcome.best_checkpoint},
-        model="student",
+        model="student", strengths=str(synthetic_root / STRENGTHS),
     )  # fmt: skip
     methods = {row.method for row in table}
     assert methods == {"Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "all"}
@@ -367,8 +369,16 @@ def test_distillation_and_evaluation(teacher, prepared, home):
         "test_roc.png",
         "calibration.md",
         "reliability.png",
+        "by_strength.md",
         "gradcam",
     }
+    by_strength = Path(
+        MlflowClient(job.tracking.tracking_uri).download_artifacts(
+            run.info.run_id, "evaluation/by_strength.md", str(home)
+        )
+    ).read_text()
+    for model in ("student", "teacher"):  # the teacher scored on the same rows, per bin too
+        assert re.search(rf"\| {model} \| c40 \| \d\.\d\d-\d\.\d\d \| \d+ \|", by_strength)
     sheets = MlflowClient(job.tracking.tracking_uri).list_artifacts(
         run.info.run_id, "evaluation/gradcam/c23"
     )

@@ -20,7 +20,7 @@ import numpy as np
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from rayjobs.evaluate import check_same_rows, format_difference, level_report, with_interval
+from rayjobs.evaluate import check_same_rows, format_difference, level_report
 from sffb.metrics import (
     INTERVAL_METRICS,
     DetectionReport,
@@ -135,7 +135,7 @@ def runs_markdown(results: list[RunResult]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.recipe} | {r.run} | {r.level} | {with_interval(r.report, 'frame_auc')} "
+            f"| {r.recipe} | {r.run} | {r.level} | {r.report.percent('frame_auc')} "
             f"| {_points(r.report.frame.acc)}"
             f" | {_points(r.report.video.auc)} | {r.report.frame.count} | {r.report.video.count} |"
         )
