@@ -1,9 +1,14 @@
-"""The Parquet read's footer readers and Arrow threads: as many as the read needs, not Ray's 32."""
+"""The Parquet read's footer readers and Arrow threads (as many as the read needs, not Ray's 32),
+and a decode step that Ray Data's workers load without PyTorch."""
 
 from __future__ import annotations
 
 import os
+import pickle
+import subprocess
+import sys
 
+import cloudpickle
 import ray
 from ray.util.state import list_actors
 
@@ -17,6 +22,7 @@ from rayjobs.lib.data import (
     read_task_env,
     shard_files,
 )
+from rayjobs.lib.decode import DecodePairs
 
 
 def _footer_actors_started() -> int:
@@ -80,3 +86,19 @@ def test_paired_datasets_read_with_the_read_task_env(prepared, ray_session, monk
         dataset = paired_dataset(job.data, "val", ("raw",), 64, augment=augment)
         env = _read_remote_args(dataset)["runtime_env"]["env_vars"]
         assert env[READER_CPU_VARIABLE] == str(READER_CPU_THREADS)
+
+
+def test_the_decode_step_loads_in_a_worker_without_torch():
+    """Ray Data's workers import what the decode step needs: NumPy and Arrow, not PyTorch and
+    timm (3.5 s of CPU per worker process here, against ~1.5 s)."""
+    step = DecodePairs(("raw", "c40"), "raw", 64, augment=None, keys=False)
+    pickled = cloudpickle.dumps(step)
+    check = (
+        "import pickle, sys; step = pickle.loads(sys.stdin.buffer.read()); "
+        "print(sorted(m for m in ('torch', 'timm', 'sffb') if m in sys.modules))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", check], input=pickled, capture_output=True, check=True
+    )
+    assert found.stdout.decode().strip() == "[]"
+    assert type(pickle.loads(pickled)).__module__ == "rayjobs.lib.decode"

@@ -17,20 +17,17 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import ray.data
-import torch
 from ray.data import FileShuffleConfig
 from ray.data.expressions import col
 
 from data_prep import storage
-from data_prep.image_columns import decode_column, formats_of, image_column, levels_of
+from data_prep.image_columns import formats_of, image_column, levels_of
 from data_prep.shards import complete_shards
-from rayjobs.lib.augment import augment_together
 from rayjobs.lib.balance import RepeatClass
-from rayjobs.lib.config import AugmentConfig, DataConfig
+from rayjobs.lib.config import DataConfig
+from rayjobs.lib.decode import KEY_COLUMNS, DecodePairs
 
 
 class DataError(ValueError):
@@ -108,52 +105,6 @@ def check_methods(shards: str, split: str, methods: tuple[str, ...]) -> None:
 def methods_filter(methods: tuple[str, ...]):
     """Every real, plus the fakes of ``methods`` (pushed down to the Parquet reader)."""
     return (col("label") == 0) | col("method").is_in(list(methods))
-
-
-#: The columns that identify an evaluation row: its video (unique across methods), its method
-#: and the sampled frame; two models' scores of a split are paired on them.
-KEY_COLUMNS = ("video_key", "method", "frame_index")
-
-
-class DecodePairs:
-    """``map_batches`` step over Arrow batches: each level's crops as NCHW, optionally augmented
-    identically (raw crops are copied out of the Arrow buffer, PNG ones decoded).
-
-    The output batch holds one uint8 ``(N, 3, S, S)`` array per level, keyed by the level's name
-    (``raw``, ``c23``, ...), beside ``label`` (and, when ``keys``, the row's ``video_key``,
-    ``method`` and ``frame_index``, which identify it for scoring). ``augment`` is given only when
-    augmentation runs here, on Ray Data's CPUs (``data.augment_on: cpu``).
-    """
-
-    def __init__(
-        self,
-        levels: tuple[str, ...],
-        image_format: str,
-        size: int,
-        augment: AugmentConfig | None,
-        keys: bool,
-    ) -> None:
-        self.levels, self.size, self.augment, self.keys = levels, size, augment, keys
-        self.columns = [image_column(level, image_format) for level in levels]
-        # Made in the Ray Data task, not here: a generator seeded on the driver would be
-        # pickled into every task with the same state, and every task would draw the same
-        # augmentations.
-        self.generator: torch.Generator | None = None
-
-    def __call__(self, batch: pa.Table) -> dict[str, np.ndarray]:
-        images = [decode_column(batch.column(name), self.size) for name in self.columns]
-        if self.augment is not None:
-            if self.generator is None:
-                self.generator = torch.Generator()
-                self.generator.seed()  # fresh entropy in every task
-            tensors = [torch.from_numpy(image) for image in images]
-            images = [t.numpy() for t in augment_together(tensors, self.augment, self.generator)]
-        out = {"label": batch.column("label").to_numpy().astype(np.int64)}
-        if self.keys:  # strings: for scoring, not for iter_torch_batches
-            for key in KEY_COLUMNS:
-                out[key] = batch.column(key).to_numpy(zero_copy_only=False)
-        out.update(zip(self.levels, images, strict=True))
-        return out
 
 
 #: Ray Data's knob for its Parquet footer readers (Ray 2.60, ``FooterFileIndexer``).
