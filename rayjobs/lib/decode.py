@@ -2,8 +2,8 @@
 
 Ray Data's worker processes import the module of every function they run. This one imports only
 NumPy, Arrow and the shards' decoder, not PyTorch, timm or the model library (torch is imported
-only when augmentation runs on Ray Data's CPUs): a worker that decodes starts in a third of the
-time (``import rayjobs.lib.data``: 3.5 s of CPU here, this module: ~1.2 s with ``ray.data``), and
+only when augmentation runs on Ray Data's CPUs): a worker that decodes starts in half the CPU
+time (``import rayjobs.lib.data``: 3.5 s here, this module with ``ray.data``: 1.6 s), and
 every node starts several of them per job (BENCHMARKS.md, "Where a Ray Data pass spends its
 CPU").
 """
