@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from data_prep.defaults import embedded_prepare_config, embedded_strengths, synthetic_root
 from data_prep.synthetic import STRENGTHS
 from rayjobs.lib.strengths import (
     bin_edges,
@@ -98,3 +99,14 @@ def test_a_file_that_is_not_a_manipulations_record_is_refused_by_name(tmp_path):
     path.write_text(json.dumps(["not", "a", "mapping"]))
     with pytest.raises(ValueError, match=r"strengths\.json: not a manipulations file"):
         load_strengths(path)
+
+
+def test_the_embedded_shards_bring_their_strengths_and_others_do_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("SFFB_HOME", str(tmp_path))
+    shards = embedded_prepare_config().output
+    assert embedded_strengths(shards) is None  # the synthetic videos are not generated yet
+    recorded = synthetic_root() / STRENGTHS
+    recorded.parent.mkdir(parents=True)
+    recorded.write_text(json.dumps({"Deepfakes": {"000_001": 0.5}}))
+    assert embedded_strengths(shards) == str(recorded)
+    assert embedded_strengths(str(tmp_path / "shards" / "other")) is None
