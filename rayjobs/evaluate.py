@@ -581,6 +581,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if len(args.checkpoint) > 1 and not args.matrix:
         parser.error("several --checkpoint values need --matrix")
+    if args.strengths and args.matrix:
+        parser.error("--strengths breaks down one model's evaluation; --matrix gives only AUCs")
     shards = [storage.normalise(s) for s in args.shards or [embedded_prepare_config().output]]
     checkpoints = [storage.normalise(c) for c in args.checkpoint]
     uri = tracking_uri()

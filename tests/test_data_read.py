@@ -90,7 +90,7 @@ def test_paired_datasets_read_with_the_read_task_env(prepared, ray_session, monk
 
 def test_the_decode_step_loads_in_a_worker_without_torch():
     """Ray Data's workers import what the decode step needs: NumPy and Arrow, not PyTorch and
-    timm (3.5 s of CPU per worker process here, against ~1.5 s)."""
+    timm (3.5 s of CPU per worker process here, against 1.6 s)."""
     step = DecodePairs(("raw", "c40"), "raw", 64, augment=None, keys=False)
     pickled = cloudpickle.dumps(step)
     check = (

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from data_prep import storage
+from rayjobs.lib.strengths import load_strengths
 from tests.servers import s3_endpoint
 
 BUCKET = "storage-test"
@@ -104,3 +106,9 @@ def test_upload_and_download_between_local_disk_and_the_bucket(s3, tmp_path):
     copy = storage.download_dir(f"s3://{BUCKET}/up", tmp_path / "down")
     assert (copy / "shard.parquet").read_bytes() == local.read_bytes()
     assert not Path("s3:").exists()  # nothing went to a local folder named after the URI
+
+
+def test_a_manipulations_file_is_read_from_either_store(base):
+    location = storage.join(base, "manipulations.json")
+    storage.write_text(location, json.dumps({"Deepfakes": {"000_001": 0.25}}))
+    assert load_strengths(location) == {("Deepfakes", "000_001"): 0.25}

@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 
 from data_prep.defaults import embedded_prepare_config, embedded_strengths, synthetic_root
 from data_prep.synthetic import STRENGTHS
+from rayjobs.evaluate import main as evaluate_main
 from rayjobs.lib.strengths import (
     bin_edges,
     load_strengths,
@@ -110,3 +111,9 @@ def test_the_embedded_shards_bring_their_strengths_and_others_do_not(tmp_path, m
     recorded.write_text(json.dumps({"Deepfakes": {"000_001": 0.5}}))
     assert embedded_strengths(shards) == str(recorded)
     assert embedded_strengths(str(tmp_path / "shards" / "other")) is None
+
+
+def test_strengths_with_the_matrix_mode_is_refused_before_any_work(capsys):
+    with pytest.raises(SystemExit):
+        evaluate_main(["--checkpoint", "a", "b", "--matrix", "--strengths", STRENGTHS])
+    assert "--strengths breaks down one model's evaluation" in capsys.readouterr().err

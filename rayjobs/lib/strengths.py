@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep import storage
 from sffb.metrics import DetectionReport, evaluate_detection
 
 #: Strength bins a table splits the fakes into, evenly over the strengths found.
@@ -22,9 +23,10 @@ DEFAULT_BINS = 4
 
 
 def load_strengths(path: str | Path) -> dict[tuple[str, str], float]:
-    """``(method, video_id) -> strength`` from a generator's ``manipulations.json``."""
+    """``(method, video_id) -> strength`` from a generator's ``manipulations.json`` (a path or
+    a URI)."""
     try:
-        found = json.loads(Path(path).read_text())
+        found = json.loads(storage.read_text(path))
         return {
             (str(method), str(video)): float(strength)
             for method, videos in found.items()
