@@ -65,6 +65,11 @@ class SyntheticConfig:
     # levels) and how fast the new face loses the clip's sensor noise (none kept from 1 / this).
     checkerboard: float = 10.0
     noise_loss: float = 1.5
+    # The checkerboard's cell in pixels: 1 is the finest pattern (period 2), which the prepared
+    # crops' resampling (face box -> crop size) folds into a moire; 2 (period 4, a 2x
+    # up-convolution enlarged to the face box) survives it, and CRF 40 still removes most of it
+    # (docs/distillation.md, Fourteenth).
+    checker_cell: int = 1
 
 
 @dataclass(frozen=True)
@@ -189,6 +194,12 @@ def _soften(image: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(image, (0, 0), sigma) if sigma > 0.1 else image
 
 
+def _checkerboard(height: int, width: int, cell: int) -> np.ndarray:
+    """+-1 squares of ``cell`` pixels, as float32 (cell 1: the finest pattern there is)."""
+    rows, columns = np.arange(height) // cell, np.arange(width) // cell
+    return (np.add.outer(rows, columns) % 2 * 2 - 1).astype(np.float32)
+
+
 def fake_strengths(config: SyntheticConfig, method: str, names: list[str]) -> dict[str, float]:
     """Strengths of one split's fakes of ``method``: evenly spaced over the range, shuffled."""
     low, high = config.strength
@@ -222,7 +233,8 @@ def manipulate(
         target_person, eye_gap=source_person.eye_gap, skin=tuple(float(v) for v in skin)
     )
     h, w = target.clean[0].shape[:2]
-    checker = ((np.add.outer(np.arange(h), np.arange(w)) % 2) * 2 - 1).astype(np.float32)
+    checker = _checkerboard(h, w, 1)
+    upsampling = _checkerboard(h, w, config.checker_cell)
     fakes = []
     for t, (clean, noise) in enumerate(zip(target.clean, target.noise, strict=True)):
         geometry = face_geometry(config, target_person, t)
@@ -245,8 +257,8 @@ def manipulate(
             replaced = _soften(warped, smooth)
         else:  # NeuralTextures: a stronger texture, over the lower face only
             replaced = _soften(clean, smooth) + 5.0 * s * checker[..., None]
-        # The generator's up-sampling leaves a faint checkerboard: the finest pattern there is.
-        face = replaced + kept_noise * noise + config.checkerboard * s * checker[..., None]
+        # The generator's up-sampling leaves a faint checkerboard.
+        face = replaced + kept_noise * noise + config.checkerboard * s * upsampling[..., None]
         fakes.append(to_uint8(mask * face + (1 - mask) * (clean + noise)))
     return fakes
 
@@ -365,9 +377,22 @@ def main(argv: list[str] | None = None) -> None:
         help="share of the identity pairs in each of val and test; another --seed with a large "
         "share makes a fresh held-out test set for models trained on the embedded data",
     )
+    parser.add_argument(
+        "--checker-cell",
+        type=int,
+        default=SyntheticConfig.checker_cell,
+        help="the fakes' up-sampling checkerboard cell in pixels: 1 (the embedded default) is "
+        "folded away by the crops' resampling, 2 survives it and is removed by CRF 40",
+    )
     args = parser.parse_args(argv)
+    if args.checker_cell < 1:
+        parser.error(f"--checker-cell {args.checker_cell}: a cell is at least one pixel")
     config = SyntheticConfig(
-        reals=args.reals, frames=args.frames, seed=args.seed, held_out=args.held_out
+        reals=args.reals,
+        frames=args.frames,
+        seed=args.seed,
+        held_out=args.held_out,
+        checker_cell=args.checker_cell,
     )
     print(f"synthetic FF++ dataset at {generate(args.output, config)}")
 

@@ -24,6 +24,8 @@ from data_prep.synthetic import (
     face_mask,
     generate,
     identities,
+    manipulate,
+    render_real,
     split_pairs,
 )
 from data_prep.video import iter_frames, probe
@@ -119,9 +121,12 @@ def test_command_line(tmp_path):
         "3",
         "--held-out",
         "0.4",
+        "--checker-cell",
+        "2",
     ]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True)
     assert "synthetic FF++ dataset at" in result.stdout
+    assert json.loads((tmp_path / "s" / MARKER).read_text())["checker_cell"] == 2
     assert len(list((tmp_path / "s").rglob("*.mp4"))) == 50 * 3
     splits = {s: json.loads((tmp_path / "s/splits" / f"{s}.json").read_text()) for s in SPLITS}
     assert [len(splits[s]) for s in SPLITS] == [1, 2, 2]  # 5 pairs, 2 in each of val and test
@@ -129,6 +134,41 @@ def test_command_line(tmp_path):
         [sys.executable, "-m", "data_prep", "--help"], cwd=ROOT, capture_output=True, text=True
     )
     assert all(word in help_text.stdout for word in ("synthetic", "compress", "prepare"))
+    refused = subprocess.run(
+        [*command[:-1], "0"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "--checker-cell 0" in refused.stderr
+
+
+def _pattern_power_after_cropping(frame: np.ndarray, mask: np.ndarray) -> float:
+    """Share of the face's power at a period-4 checkerboard's frequency once the face is
+    area-resized as preparation does (a 113-pixel box to a 96-pixel crop)."""
+    ys, xs = np.nonzero(mask[..., 0] > 0.95)
+    size = min(ys.max() - ys.min(), xs.max() - xs.min())
+    face = frame[ys.min() : ys.min() + size, xs.min() : xs.min() + size]
+    grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    crop = cv2.resize(grey, None, fx=96 / 113, fy=96 / 113, interpolation=cv2.INTER_AREA)
+    power = np.abs(np.fft.fft2(crop - crop.mean())) ** 2
+    frequency = np.abs(np.fft.fftfreq(crop.shape[0]))
+    near = np.abs(frequency - 0.25 * 113 / 96) < 0.04  # period 4, shrunk with the face
+    return float(power[np.ix_(near, near)].sum() / power.sum())
+
+
+def test_two_pixel_checker_cells_survive_the_crop_resampling():
+    """``checker_cell=2`` leaves a trace in the prepared crop where the finest checkerboard
+    (the embedded default) leaves none: why the Fourteenth's probe sees it on raw frames."""
+    config = SyntheticConfig(reals=4, frames=3)
+    people = identities(config)
+    clip = render_real(config, people[0], 0)
+    masks = [face_mask(config, people[0], t) for t in range(config.frames)]
+    reals = [_pattern_power_after_cropping(f, m) for f, m in zip(clip.frames(), masks, strict=True)]
+    for cell in (1, 2):
+        fakes = manipulate("Deepfakes", replace(config, checker_cell=cell), clip, *people[:2], 0.5)
+        powers = [_pattern_power_after_cropping(f, m) for f, m in zip(fakes, masks, strict=True)]
+        if cell == 1:
+            assert max(powers) < 2 * max(reals), (powers, reals)
+        else:
+            assert min(powers) > 20 * max(reals), (powers, reals)
 
 
 def test_a_held_out_share_that_leaves_nothing_to_train_on_is_refused():
