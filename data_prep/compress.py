@@ -69,6 +69,8 @@ _compress_task = ray.remote(num_cpus=1)(_compress_one)
 
 def compress_dataset(config: CompressConfig, progress: bool = True) -> list[str]:
     """Write the missing copies; return the errors of videos that could not be compressed."""
+    if not config.root:  # else the working directory would be compressed
+        raise ValueError("compress needs the dataset's folder: --root (or root: in --config)")
     root = Path(config.root).resolve()
     found = read_dataset(config.dataset, root, ["raw"])
     jobs: list[tuple[VideoRecord, list]] = []

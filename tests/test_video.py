@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data_prep.__main__ import main as data_prep_main
 from data_prep.compress import CompressConfig, compress_dataset, encoding_for
 from data_prep.extract import sample_indices
 from data_prep.video import Encoding, VideoError, compress_video, encode_video, iter_frames, probe
@@ -148,3 +149,26 @@ def test_compress_dataset_fills_the_folder_layout(tmp_path, ray_session):
     before = {p: p.stat().st_mtime_ns for p in (tmp_path / "compressed").rglob("*.mp4")}
     compress_dataset(CompressConfig(dataset="folder", root=str(tmp_path)), progress=False)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "compressed").rglob("*.mp4")} == before
+
+
+def test_compress_command_with_fast_encode(tmp_path, ray_session, capsys):
+    """README's `python -m data_prep compress ... --fast-encode`: x264's SIMD code writes every
+    level of every video, each frame kept and as compressed as the level says."""
+    for i in range(2):
+        encode_video(
+            numbered_frames(6), tmp_path / "real" / f"{i}.mp4", Fraction(25), Encoding.lossless()
+        )
+    command = ["compress", "--dataset", "folder", "--root", str(tmp_path), "--levels", "c10"]
+    assert data_prep_main([*command, "c40", "--fast-encode"]) == 0
+    assert "skipped" not in capsys.readouterr().err
+    sizes = {}
+    for level in ("c10", "c40"):
+        copies = sorted((tmp_path / "compressed" / level / "real").glob("*.mp4"))
+        assert [p.name for p in copies] == ["0.mp4", "1.mp4"]
+        assert all(probe(p).frame_count == 6 for p in copies)
+        sizes[level] = copies[0].stat().st_size
+    assert sizes["c40"] < sizes["c10"]
+    first = decoded(tmp_path / "compressed" / "c10" / "real" / "0.mp4")
+    assert [int(np.argmax(f[32, :, 0])) // 4 for f in first] == list(range(6))  # order kept
+    assert data_prep_main(["compress", "--levels", "c10"]) == 2  # no --root: named, not a trace
+    assert "root" in capsys.readouterr().err
