@@ -71,6 +71,10 @@ class SyntheticConfig:
     # (docs/distillation.md, Fourteenth).
     checker_cell: int = 1
 
+    def __post_init__(self) -> None:
+        if self.checker_cell < 1:  # np.arange // 0 only warns, and draws no pattern
+            raise ValueError(f"a checker cell is at least one pixel, got {self.checker_cell}")
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -385,15 +389,16 @@ def main(argv: list[str] | None = None) -> None:
         "folded away by the crops' resampling, 2 survives it and is removed by CRF 40",
     )
     args = parser.parse_args(argv)
-    if args.checker_cell < 1:
-        parser.error(f"--checker-cell {args.checker_cell}: a cell is at least one pixel")
-    config = SyntheticConfig(
-        reals=args.reals,
-        frames=args.frames,
-        seed=args.seed,
-        held_out=args.held_out,
-        checker_cell=args.checker_cell,
-    )
+    try:
+        config = SyntheticConfig(
+            reals=args.reals,
+            frames=args.frames,
+            seed=args.seed,
+            held_out=args.held_out,
+            checker_cell=args.checker_cell,
+        )
+    except ValueError as error:  # the only field SyntheticConfig checks
+        parser.error(f"--checker-cell {args.checker_cell}: {error}")
     print(f"synthetic FF++ dataset at {generate(args.output, config)}")
 
 

@@ -138,6 +138,8 @@ def test_command_line(tmp_path):
         [*command[:-1], "0"], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2 and "--checker-cell 0" in refused.stderr
+    with pytest.raises(ValueError, match="at least one pixel, got 0"):
+        SyntheticConfig(checker_cell=0)  # also where no command line checks it
 
 
 def _pattern_power_after_cropping(frame: np.ndarray, mask: np.ndarray) -> float:
