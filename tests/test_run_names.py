@@ -45,6 +45,20 @@ def test_the_teacher_start_rate_names_only_students_that_start_from_the_teacher(
     assert default_run_name(job(rate).sffb_alone(), "student") == default_run_name(alone, "student")
 
 
+def test_the_teacher_epochs_set_only_the_teachers_length_not_its_name():
+    """``pretrain_teacher.py`` and ``distill.py`` (training a missing teacher) read the same key,
+    so both train and name the same teacher; the student keeps ``optim.epochs``."""
+    longer = job("optim.teacher_epochs=4")
+    assert teacher_job(longer).optim.epochs == 4 and longer.optim.epochs == 2
+    assert teacher_job(job()).optim.epochs == 2  # unset: the teacher trains optim.epochs
+    assert default_run_name(longer, "teacher") == default_run_name(job(), "teacher")
+    assert default_run_name(longer, "student") == default_run_name(job(), "student")
+    with pytest.raises(ValueError, match="teacher_epochs must be >= 1"):
+        job("optim.teacher_epochs=0")
+    with pytest.raises(ValueError, match="warmup_epochs 2"):
+        job("optim.epochs=5", "optim.teacher_epochs=2", "optim.warmup_epochs=2")
+
+
 def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():
     alone = default_run_name(job().sffb_alone(), "student")
     assert default_run_name(job("loss.lambda2=1").sffb_alone(), "student") == alone

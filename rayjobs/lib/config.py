@@ -87,6 +87,10 @@ class OptimConfig:
     teacher_start_lr: float | None = None
     weight_decay: float = 0.0
     epochs: int = 10
+    # The teacher's pretraining epochs (pretrain_teacher.py, or distill.py training a missing
+    # teacher); None = ``epochs``. Learning a faint raw-only trace from random weights takes
+    # more epochs than fine-tuning a student from the teacher (docs/distillation.md, "Fifteenth").
+    teacher_epochs: int | None = None
     fused: bool = False  # fused Adam kernel (CUDA)
     # Learning-rate schedule (timm's, stepped per epoch): LR_SCHEDULES; constant = the paper's.
     schedule: str = "constant"
@@ -205,9 +209,13 @@ class JobConfig:
             raise ValueError(
                 f"optim.schedule: unknown {self.optim.schedule!r}; one of {LR_SCHEDULES}"
             )
-        if not 0 <= self.optim.warmup_epochs < max(self.optim.epochs, 1):
+        if self.optim.teacher_epochs is not None and self.optim.teacher_epochs < 1:
+            raise ValueError(f"optim.teacher_epochs must be >= 1, got {self.optim.teacher_epochs}")
+        shortest = min(self.optim.epochs, self.optim.teacher_epochs or self.optim.epochs)
+        if not 0 <= self.optim.warmup_epochs < max(shortest, 1):
             raise ValueError(
-                f"optim.warmup_epochs {self.optim.warmup_epochs} must be in [0, optim.epochs)"
+                f"optim.warmup_epochs {self.optim.warmup_epochs} must be in [0, optim.epochs) "
+                "and [0, optim.teacher_epochs)"
             )
         if self.scaling.use_gpu not in ("auto", "yes", "no"):
             raise ValueError(

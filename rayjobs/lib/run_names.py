@@ -4,11 +4,11 @@ Relaunching a run name resumes the run. That is only right when the relaunch tra
 thing: a default name therefore ends in a short hash of the run's *identity* (every setting that
 changes what it trains), and resuming a run whose logged identity differs is refused, naming the
 keys. Left out of the identity: how and where a job runs (``scaling``, ``tracking``); how long
-(``optim.epochs``: relaunching with more epochs continues a run); the rate for a student started
-from its teacher (``optim.teacher_start_lr``) in every run that does not start so; for a
-teacher, the student's options (the loss, the student's level), so that every distillation
-variant shares one teacher; for SFFB alone (``loss.knowledge: none``), the distillation weights
-and the teacher's level, which it never uses.
+(``optim.epochs``, ``optim.teacher_epochs``: relaunching with more epochs continues a run); the
+rate for a student started from its teacher (``optim.teacher_start_lr``) in every run that does
+not start so; for a teacher, the student's options (the loss, the student's level), so that
+every distillation variant shares one teacher; for SFFB alone (``loss.knowledge: none``), the
+distillation weights and the teacher's level, which it never uses.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from rayjobs.lib.config import JobConfig
 from rayjobs.lib.configtree import flatten, to_dict
 
 #: How and where a job runs, never what it trains; and how long: relaunching a finished run
-#: with more ``optim.epochs`` continues it.
-NOT_IDENTITY = ("scaling.", "tracking.", "optim.epochs")
+#: with more ``optim.epochs`` (a teacher: ``optim.teacher_epochs``) continues it.
+NOT_IDENTITY = ("scaling.", "tracking.", "optim.epochs", "optim.teacher_epochs")
 #: Loss keys that still matter without distillation: the switch, the hard term's weight and
 #: its balancing (a running-magnitude divisor changes the step size).
 LOSS_WITHOUT_TEACHER = ("loss.knowledge", "loss.lambda3", "loss.balance", "loss.balance_momentum")
@@ -31,10 +31,13 @@ LOSS_WITHOUT_TEACHER = ("loss.knowledge", "loss.lambda3", "loss.balance", "loss.
 
 def teacher_job(job: JobConfig) -> JobConfig:
     """The job as the teacher's run sees it: a student's ``model.init: teacher`` means nothing
-    to the teacher itself, which then starts as ``auto`` does."""
-    if job.model.init != "teacher":
-        return job
-    return replace(job, model=replace(job.model, init="auto"))
+    to the teacher itself, which then starts as ``auto`` does; it trains for
+    ``optim.teacher_epochs`` when that is set."""
+    if job.model.init == "teacher":
+        job = replace(job, model=replace(job.model, init="auto"))
+    if job.optim.teacher_epochs is not None:
+        job = replace(job, optim=replace(job.optim, epochs=job.optim.teacher_epochs))
+    return job
 
 
 def _identifies(key: str, job: JobConfig, mode: str) -> bool:
