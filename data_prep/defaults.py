@@ -16,7 +16,7 @@ from pathlib import Path
 
 from data_prep import storage
 from data_prep.prepare import PrepareConfig, completed_format, prepare
-from data_prep.synthetic import STRENGTHS, SyntheticConfig, generate
+from data_prep.synthetic import STRENGTHS, SyntheticConfig, config_digest, generate
 
 #: The embedded synthetic dataset: the generator's defaults.
 EMBEDDED_SYNTHETIC = SyntheticConfig()
@@ -45,11 +45,16 @@ def embedded_strengths(shards: str) -> str | None:
 
 
 def embedded_prepare_config(**overrides) -> PrepareConfig:
-    """Synthetic FF++ at CPU-demo scale: 8 of its 32 frames per video, 96x96 crops."""
+    """Synthetic FF++ at CPU-demo scale: 8 of its 32 frames per video, 96x96 crops, in
+    ``shards/synthetic_ffpp-<digest of the generator's config>``: the videos are written again
+    in place when the generator's defaults change, and the shards (and the runs, whose names
+    hash the shards' path) must not outlive the videos they were cut from."""
     config = PrepareConfig(
         dataset="ffpp",
         root=str(synthetic_root()),
-        output=storage.join(workdir(), "shards", "synthetic_ffpp"),
+        output=storage.join(
+            workdir(), "shards", f"synthetic_ffpp-{config_digest(EMBEDDED_SYNTHETIC)}"
+        ),
         frames_per_video=8,
         crop_size=96,
     )

@@ -27,6 +27,7 @@ renders in about a minute on two cores (one process per core).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -63,13 +64,16 @@ class SyntheticConfig:
     noise: tuple[float, float] = (2.0, 4.0)  # each real clip's sensor-noise sigma, drawn evenly
     # The high-frequency traces, at strength 1: the up-sampling checkerboard's amplitude (8-bit
     # levels) and how fast the new face loses the clip's sensor noise (none kept from 1 / this).
-    checkerboard: float = 10.0
+    # 7 at 2-pixel cells: a raw teacher sees all but the weakest fakes (test AUC ~95, not 100),
+    # and CRF 40 removes enough of it that SFFB alone on c40 stays below (docs/distillation.md,
+    # "Fourteenth", "Fifteenth"); 10 at 1-pixel cells was the embedded default until 2026-12-01.
+    checkerboard: float = 7.0
     noise_loss: float = 1.5
     # The checkerboard's cell in pixels: 1 is the finest pattern (period 2), which the prepared
     # crops' resampling (face box -> crop size) folds into a moire; 2 (period 4, a 2x
     # up-convolution enlarged to the face box) survives it, and CRF 40 still removes most of it
     # (docs/distillation.md, Fourteenth).
-    checker_cell: int = 1
+    checker_cell: int = 2
 
     def __post_init__(self) -> None:
         if self.checker_cell < 1:  # np.arange // 0 only warns, and draws no pattern
@@ -318,11 +322,26 @@ def _json_values(config: SyntheticConfig) -> dict:
     return json.loads(json.dumps(asdict(config)))
 
 
+def config_digest(config: SyntheticConfig) -> str:
+    """Eight hex digits of the config's SHA-256: names what is derived from one version of the
+    dataset (the embedded shards), so that a changed generator default never reuses shards, or
+    the runs named after them, made from the old videos."""
+    text = json.dumps(_json_values(config), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+#: Fields added to ``SyntheticConfig`` after datasets had been written, with the value the
+#: generator hard-coded until then: a marker without one was written with that value, whatever
+#: today's default is (the checkerboard's amplitude and cell changed default on 2026-12-01).
+VALUES_BEFORE_THEIR_FIELD = {"checkerboard": 10.0, "noise_loss": 1.5, "checker_cell": 1}
+
+
 def recorded_config(marker: Path) -> dict:
-    """The config a finished dataset was written with, as JSON values. A field the marker lacks
-    was added to ``SyntheticConfig`` later with the value the generator had hard-coded, so it
-    reads as today's default: a dataset written before it is not generated again."""
-    return _json_values(SyntheticConfig()) | json.loads(marker.read_text())
+    """The config a finished dataset was written with, as JSON values; a field the marker lacks
+    reads as the value the generator used before the field existed (so such a dataset is kept
+    exactly when that value is still the one wanted)."""
+    recorded = json.loads(marker.read_text())
+    return _json_values(SyntheticConfig()) | VALUES_BEFORE_THEIR_FIELD | recorded
 
 
 def generate(
@@ -385,8 +404,8 @@ def main(argv: list[str] | None = None) -> None:
         "--checker-cell",
         type=int,
         default=SyntheticConfig.checker_cell,
-        help="the fakes' up-sampling checkerboard cell in pixels: 1 (the embedded default) is "
-        "folded away by the crops' resampling, 2 survives it and is removed by CRF 40",
+        help="the fakes' up-sampling checkerboard cell in pixels: 2 (the default) survives the "
+        "crops' resampling and CRF 40 removes most of it; 1 is folded away by the resampling",
     )
     args = parser.parse_args(argv)
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from data_prep.__main__ import load_config, main
 from data_prep.prepare import PrepareConfig
-from data_prep.synthetic import METHODS, SyntheticConfig
+from data_prep.synthetic import METHODS, SyntheticConfig, config_digest
 
 
 def test_yaml_options_and_flag_overrides(tmp_path):
@@ -40,7 +40,9 @@ def test_embedded_default_takes_overrides(tmp_path, monkeypatch, ray_session, ca
     """`prepare` without --root prepares the synthetic dataset once, with the flags given."""
     monkeypatch.setenv("SFFB_HOME", str(tmp_path))
     assert main(["prepare", "--frames-per-video", "4", "--crop-size", "48", "--seed", "0"]) == 0
-    manifest = json.loads((tmp_path / "shards" / "synthetic_ffpp" / "manifest.json").read_text())
+    # Named after the generator's config: shards never outlive the videos they were cut from.
+    folder = tmp_path / "shards" / f"synthetic_ffpp-{config_digest(SyntheticConfig())}"
+    manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["complete"]
     assert (manifest["config"]["crop_size"], manifest["config"]["frames_per_video"]) == (48, 4)
     videos = SyntheticConfig().reals * (1 + len(METHODS))  # the default dataset: reals + fakes

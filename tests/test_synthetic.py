@@ -21,6 +21,7 @@ from data_prep.synthetic import (
     METHODS,
     STRENGTHS,
     SyntheticConfig,
+    config_digest,
     face_mask,
     generate,
     identities,
@@ -91,21 +92,32 @@ def test_deterministic_in_the_seed(tmp_path):
 
 
 def test_a_dataset_written_before_a_config_field_existed_is_not_generated_again(tmp_path):
-    """Fields added later (the trace amplitudes) default to what the generator hard-coded, so
-    a finished dataset whose marker lacks them is kept; a changed value still regenerates."""
-    small = SyntheticConfig(reals=6, frames=4)
-    root = generate(tmp_path / "d", small, workers=1)
+    """Fields added later (the trace amplitudes, the checker cell) read as what the generator
+    hard-coded before them, not as today's default: a finished dataset whose marker lacks them
+    is kept when that old value is wanted, and written again when the default has moved on."""
+    old = SyntheticConfig(reals=6, frames=4, checkerboard=10.0, checker_cell=1)
+    root = generate(tmp_path / "d", old, workers=1)
     marker = root / MARKER
     recorded = json.loads(marker.read_text())
-    del recorded["checkerboard"], recorded["noise_loss"]
+    del recorded["checkerboard"], recorded["noise_loss"], recorded["checker_cell"]
     marker.write_text(json.dumps(recorded))
     video = root / "original_sequences/youtube/raw/videos/000.mp4"
     video.write_bytes(b"left alone when the dataset is kept")
-    generate(root, small, workers=1)
+    generate(root, old, workers=1)
     assert video.read_bytes() == b"left alone when the dataset is kept"
-    generate(root, replace(small, checkerboard=12.0), workers=1)
+    today = SyntheticConfig(reals=6, frames=4)  # the new default: 2-pixel cells at 7
+    generate(root, today, workers=1)
     assert video.read_bytes()[:4] != b"left"
-    assert json.loads(marker.read_text())["checkerboard"] == 12.0
+    assert json.loads(marker.read_text())["checker_cell"] == today.checker_cell == 2
+
+
+def test_the_config_digest_tells_dataset_versions_apart():
+    """The embedded shards' folder is named by it (data_prep/defaults.py)."""
+    today = SyntheticConfig()
+    assert config_digest(today) == config_digest(SyntheticConfig())
+    assert config_digest(replace(today, checker_cell=1)) != config_digest(today)
+    assert config_digest(replace(today, checkerboard=10.0)) != config_digest(today)
+    assert len(config_digest(today)) == 8 and int(config_digest(today), 16) >= 0
 
 
 def test_command_line(tmp_path):
@@ -157,8 +169,8 @@ def _pattern_power_after_cropping(frame: np.ndarray, mask: np.ndarray) -> float:
 
 
 def test_two_pixel_checker_cells_survive_the_crop_resampling():
-    """``checker_cell=2`` leaves a trace in the prepared crop where the finest checkerboard
-    (the embedded default) leaves none: why the Fourteenth's probe sees it on raw frames."""
+    """``checker_cell=2`` (the embedded default) leaves a trace in the prepared crop where the
+    finest checkerboard leaves none: why the Fourteenth's probe sees it on raw frames."""
     config = SyntheticConfig(reals=4, frames=3)
     people = identities(config)
     clip = render_real(config, people[0], 0)
@@ -180,25 +192,27 @@ def test_a_held_out_share_that_leaves_nothing_to_train_on_is_refused():
 
 
 def _checkerboard_contrast(path: Path, person, config: SyntheticConfig) -> list[float]:
-    """Per frame: log of the finest checkerboard's energy inside the face over the background's.
+    """Per frame: the face's projection on the up-sampling checkerboard (+-1 squares of the
+    config's cell, aligned with the frame as a generator's output grid is), in grey levels.
 
-    The response of the 2x2 kernel [[1, -1], [-1, 1]] (the highest spatial frequency, where a
-    generator's up-sampling leaves its trace), on grey levels, mean absolute value, +1 against
-    empty regions.
+    Smooth content and sensor noise average out over the face's thousands of pixels; what is
+    left is the pattern's amplitude (0 for a real face), whatever the face's own texture.
     """
-    kernel = np.array([[1, -1], [-1, 1]], np.float32)
+    cells = (
+        np.arange(config.height) // config.checker_cell,
+        np.arange(config.width) // config.checker_cell,
+    )
+    pattern = (np.add.outer(*cells) % 2 * 2 - 1).astype(np.float32)
     values = []
     for t, frame in iter_frames(path, range(config.frames), config.frames):
         grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY).astype(np.float32)
-        response = np.abs(cv2.filter2D(grey, -1, kernel))
-        mask = face_mask(config, person, t)[..., 0]
-        face, background = response[mask > 0.95].mean(), response[mask < 0.01].mean()
-        values.append(float(np.log((face + 1) / (background + 1))))
+        face = face_mask(config, person, t)[..., 0] > 0.95
+        values.append(float((grey * pattern)[face].mean()))
     return values
 
 
 def test_traces_are_graded_and_mostly_removed_by_c40(synthetic_root):
-    """A short training of a one-feature detector (the face's finest checkerboard): near
+    """A short training of a one-feature detector (the face's up-sampling checkerboard): near
     perfect on raw, no better than chance on c40; and weaker fakes carry less of it."""
     config, people = TEST_SYNTHETIC, identities(TEST_SYNTHETIC)
     strengths = json.loads((synthetic_root / STRENGTHS).read_text())["Deepfakes"]

@@ -63,6 +63,7 @@ def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking
             "data.batch_size=8",
             "optim.lr=1e-3",
             f"optim.epochs={epochs}",
+            "optim.teacher_epochs=null",  # teachers too train `epochs`, not cpu-demo's 4
             "scaling.num_workers=2",
             *overrides,
         ],
@@ -501,7 +502,7 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
         sys.executable, "rayjobs/pretrain_teacher.py", "--set", f"data.shards={shards}",
         "--set", "model.backbone=test_resnet", "--set", "model.image_size=64",
         "--set", "data.methods=[]", "--set", "optim.epochs=1",
-        "--set", "tracking.run_name=submitted",
+        "--set", "optim.teacher_epochs=1", "--set", "tracking.run_name=submitted",
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -177,8 +177,9 @@ def run_training(
 ) -> TrainOutcome:
     """Train (or resume) the job's run; return where its best checkpoint is.
 
-    A teacher ignores the student-only ``model.init: teacher`` (``teacher_job``), so one
-    configuration serves both jobs. ``callbacks`` are extra Ray Train callbacks (a Tune trial
+    A teacher ignores the student-only ``model.init: teacher`` and trains
+    ``optim.teacher_epochs`` when set (``teacher_job``), so one configuration serves both jobs.
+    ``callbacks`` are extra Ray Train callbacks (a Tune trial
     passes ``TuneReportCallback``).
     """
     job = resolve_data(teacher_job(job) if mode == "teacher" else job)
@@ -188,6 +189,8 @@ def run_training(
     prepared = json.loads(storage.read_text(manifest))  # read once: class counts, crop settings
     balance = resolve_balance(job.data.balance, *train_class_counts(prepared, job.data.methods))
     print(balance.describe(), flush=True)
+    if mode == "teacher" and job.optim.teacher_epochs is not None:  # it overrides optim.epochs
+        print(f"the teacher trains {job.optim.epochs} epochs (optim.teacher_epochs)", flush=True)
     ensure_ray()
     runs = storage_path(job)
     storage.makedirs(runs)
