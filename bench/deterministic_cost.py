@@ -16,7 +16,7 @@ from rayjobs.lib.config import load_job_config
 from rayjobs.lib.launch import resolve_data, run_training
 
 SMALL = ["model.backbone=test_resnet", "model.image_size=64", "data.methods=[]",
-         "optim.epochs=2", "tracking.system_metrics_interval_s=0"]  # fmt: skip
+         "optim.teacher_epochs=2", "tracking.system_metrics_interval_s=0"]  # fmt: skip
 
 
 def timed_run(shards: str, deterministic: bool, home: str, name: str) -> float:

@@ -48,11 +48,13 @@ def test_the_teacher_start_rate_names_only_students_that_start_from_the_teacher(
 def test_the_teacher_epochs_set_only_the_teachers_length_not_its_name():
     """``pretrain_teacher.py`` and ``distill.py`` (training a missing teacher) read the same key,
     so both train and name the same teacher; the student keeps ``optim.epochs``."""
-    longer = job("optim.teacher_epochs=4")
-    assert teacher_job(longer).optim.epochs == 4 and longer.optim.epochs == 2
-    assert teacher_job(job()).optim.epochs == 2  # unset: the teacher trains optim.epochs
-    assert default_run_name(longer, "teacher") == default_run_name(job(), "teacher")
-    assert default_run_name(longer, "student") == default_run_name(job(), "student")
+    longer = job("optim.teacher_epochs=6")
+    assert teacher_job(longer).optim.epochs == 6 and longer.optim.epochs == 2
+    assert teacher_job(job()).optim.epochs == 4  # cpu-demo's teacher: 4 epochs, its student 2
+    unset = job("optim.teacher_epochs=null")
+    assert teacher_job(unset).optim.epochs == 2  # the teacher trains optim.epochs
+    assert default_run_name(longer, "teacher") == default_run_name(unset, "teacher")
+    assert default_run_name(longer, "student") == default_run_name(unset, "student")
     with pytest.raises(ValueError, match="teacher_epochs must be >= 1"):
         job("optim.teacher_epochs=0")
     with pytest.raises(ValueError, match="warmup_epochs 2"):
