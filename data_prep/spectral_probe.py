@@ -9,7 +9,7 @@ noise show in the spectrum, so a probe AUC on raw frames well above a network's 
 network is under-trained, and the probe's raw-minus-c40 gap is roughly what a raw-frame
 teacher has to distil that the compressed frames do not show by themselves.
 
-    python -m data_prep.spectral_probe SHARDS [--levels raw c40] [--methods Deepfakes]
+    python -m data_prep.spectral_probe [SHARDS] [--levels raw c40] [--methods Deepfakes]
         [--test-shards OTHER]   # fit on SHARDS' train split, score OTHER's test split
 """
 
@@ -27,6 +27,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from data_prep import storage
+from data_prep.defaults import embedded_prepare_config
 from data_prep.image_columns import decode_column, level_column
 from data_prep.shards import complete_shards
 from sffb.metrics import DetectionReport, evaluate_detection
@@ -148,7 +149,8 @@ def table(results: Sequence[ProbeResult]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("shards", help="prepared shards (path or URI)")
+    parser.add_argument("shards", nargs="?", help="prepared shards (path or URI; default: the "
+                        "embedded ones, whose folder carries the generator's digest)")  # fmt: skip
     parser.add_argument("--levels", nargs="+", default=["raw", "c23", "c40"])
     parser.add_argument("--methods", nargs="*", default=[], help="fake methods (default: all)")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
                         "probe still fits on SHARDS' train split), e.g. a fresh held-out "
                         "draw")  # fmt: skip
     args = parser.parse_args(argv)
-    shards = storage.normalise(args.shards)
+    shards = storage.normalise(args.shards or embedded_prepare_config().output)
     tested = storage.normalise(args.test_shards) if args.test_shards else None
     try:
         results = [probe_level(shards, level, args.methods, args.resamples, tested)

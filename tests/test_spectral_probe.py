@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from scipy import fft, ndimage
 
+from data_prep.defaults import embedded_prepare_config
 from data_prep.shards import complete_shards
 from data_prep.spectral_probe import main, radial_spectrum, split_spectra
 
@@ -64,6 +67,19 @@ def test_the_command_reads_the_split_it_names_and_tabulates_each_level(prepared,
     spectra = split_spectra(str(shards), "test", "raw", ["Deepfakes"])
     assert spectra.features.shape == (len(spectra.labels), 32)  # 64x64 crops
     assert set(spectra.labels.tolist()) == {0, 1}
+
+
+def test_without_shards_it_reads_the_embedded_ones(prepared, tmp_path, monkeypatch, capsys):
+    """No SHARDS: the embedded shards of ``$SFFB_HOME``, whose folder name carries the
+    generator's digest (so README need not spell it)."""
+    shards, _ = prepared
+    monkeypatch.setenv("SFFB_HOME", str(tmp_path / "home"))
+    shutil.copytree(shards, embedded_prepare_config().output)
+    options = ["--levels", "raw", "--methods", "Deepfakes", "--resamples", "50"]
+    main([str(shards), *options])
+    explicit = capsys.readouterr().out
+    main(options)
+    assert capsys.readouterr().out == explicit and "| raw |" in explicit
 
 
 def test_a_missing_level_or_method_is_named(prepared):

@@ -179,8 +179,7 @@ def run_training(
 
     A teacher ignores the student-only ``model.init: teacher`` and trains
     ``optim.teacher_epochs`` when set (``teacher_job``), so one configuration serves both jobs.
-    ``callbacks`` are extra Ray Train callbacks (a Tune trial
-    passes ``TuneReportCallback``).
+    ``callbacks`` are extra Ray Train callbacks (a Tune trial passes ``TuneReportCallback``).
     """
     job = resolve_data(teacher_job(job) if mode == "teacher" else job)
     teacher_checkpoint = storage.normalise(teacher_checkpoint) if teacher_checkpoint else None
