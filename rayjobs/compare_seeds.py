@@ -28,7 +28,7 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
-from rayjobs.evaluate import score_test_split
+from rayjobs.evaluate import score_splits
 from rayjobs.lib.cross_dataset import checkpoint_name, unique_names
 from rayjobs.lib.launch import USER_ERRORS
 from rayjobs.lib.seed_comparison import (
@@ -69,16 +69,16 @@ def score_recipes(
     levels: tuple[str, ...],
     methods: tuple[str, ...],
 ) -> dict[str, dict[str, dict]]:
-    """recipe -> run -> ``score_test_split``'s columns, with progress."""
-    total = sum(len(runs) for runs in recipes.values())
-    scored: dict[str, dict[str, dict]] = {}
-    done = 0
-    for recipe, runs in recipes.items():
-        scored[recipe] = {}
-        for run, checkpoint in runs.items():
-            done += 1
-            print(f"scoring {recipe}/{run} ({done} of {total})", flush=True)
-            scored[recipe][run] = score_test_split(checkpoint, shards, levels, methods)
+    """recipe -> run -> ``score_test_split``'s columns; every checkpoint scored in one pass
+    (``score_splits``: one start of the read and of the model actors, not one per run)."""
+    runs = [(recipe, run, checkpoint) for recipe, by_run in recipes.items()
+            for run, checkpoint in by_run.items()]  # fmt: skip
+    print(f"scoring {len(runs)} checkpoints on the test split", flush=True)
+    checkpoints = {str(i): checkpoint for i, (_, _, checkpoint) in enumerate(runs)}
+    by_index = score_splits(checkpoints, shards, levels, methods)["test"]
+    scored: dict[str, dict[str, dict]] = {recipe: {} for recipe in recipes}
+    for i, (recipe, run, _) in enumerate(runs):
+        scored[recipe][run] = by_index[str(i)]
     return scored
 
 

@@ -30,10 +30,10 @@ from data_prep.image_columns import decode_column, level_column
 from data_prep.synthetic import STRENGTHS
 from rayjobs.detect import detect
 from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
-from rayjobs.evaluate import evaluate, score_test_split
+from rayjobs.evaluate import evaluate, score_splits, score_test_split
 from rayjobs.lib.balance import train_class_counts
 from rayjobs.lib.calibration import load_calibration
-from rayjobs.lib.checkpoints import load_model, load_state
+from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.lib.config import load_job_config
 from rayjobs.lib.detection_results import read_results
 from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_training
@@ -299,6 +299,33 @@ def test_robustness_curves_of_the_trained_teacher(
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "robustness")}
     assert artifacts == {"robustness/curves.png", "robustness/table.md"}
     assert "| teacher | jpeg50 |" in capsys.readouterr().out
+
+
+def test_one_scoring_pass_scores_as_a_pass_per_model_and_split(teacher, prepared, tmp_path):
+    """Evaluation scores a model and its baselines on test and validation in one Ray Data pass:
+    each model's scores of each split are those of a pass of its own, bit for bit, and the
+    models' and splits' rows are not mixed up."""
+    _, outcome = teacher
+    shards, _ = prepared
+    state = torch.load(Path(outcome.best_checkpoint) / STATE_FILE, weights_only=True)
+    generator = torch.Generator().manual_seed(0)
+    for name, tensor in state["model"].items():
+        if tensor.is_floating_point() and "running" not in name:  # variances stay positive
+            tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+    other = tmp_path / "other"
+    other.mkdir()
+    torch.save(state, other / STATE_FILE)
+    checkpoints = {"teacher": outcome.best_checkpoint, "other": str(other)}
+    together = score_splits(checkpoints, str(shards), ("c40",), splits=("test", "val"))
+    for name, split in (("teacher", "test"), ("other", "val")):
+        alone = score_test_split(checkpoints[name], str(shards), ("c40",), split=split)
+        assert together[split][name].keys() == alone.keys()
+        for column, values in alone.items():
+            np.testing.assert_array_equal(together[split][name][column], values, err_msg=column)
+    test_keys = set(together["test"]["teacher"]["video_key"])
+    assert test_keys.isdisjoint(together["val"]["teacher"]["video_key"])
+    ours, theirs = (together["test"][name]["score_c40"] for name in checkpoints)
+    assert not np.array_equal(ours, theirs)
 
 
 def test_distillation_and_evaluation(teacher, prepared, home, synthetic_root):

@@ -59,16 +59,19 @@ def auc_matrix(
     resamples: int = MATRIX_RESAMPLES,
 ) -> list[Cell]:
     """Score every checkpoint on every dataset's test split at ``level``."""
-    from rayjobs.evaluate import level_report, score_test_split
+    from rayjobs.evaluate import level_report, score_splits
 
     for shards in datasets.values():
         check_levels(shards, "test", (level,))
-    cells = []
-    for model, checkpoint in checkpoints.items():
-        for dataset, shards in datasets.items():
-            scores = score_test_split(checkpoint, shards, (level,))
-            cells.append(Cell(model, dataset, level, level_report(scores, level, resamples)))
-    return cells
+    by_dataset = {  # one pass per dataset scores every checkpoint
+        dataset: score_splits(checkpoints, shards, (level,))["test"]
+        for dataset, shards in datasets.items()
+    }
+    return [
+        Cell(model, dataset, level, level_report(by_dataset[dataset][model], level, resamples))
+        for model in checkpoints
+        for dataset in datasets
+    ]
 
 
 def _cell_text(report: DetectionReport, scope: str) -> str:
