@@ -42,7 +42,7 @@ def test_recipes_are_averaged_over_seeds_and_logged(
           "--shards", str(shards), "--levels", "c40", "--experiment", "seeds"])  # fmt: skip
 
     printed = capsys.readouterr().out
-    assert "scoring teacher/teacher (5 of 5)" in printed
+    assert "scoring 5 checkpoints on the test split" in printed  # one pass for all of them
     for run in ("kd-s0", "kd-s1", "plain-s2", "plain-s3", "teacher"):
         assert f"| {run} | c40 |" in printed
     assert "| kd - plain | c40 |" in printed and "| kd - teacher | c40 |" in printed
