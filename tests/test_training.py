@@ -26,6 +26,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
+import rayjobs.evaluate as evaluate_module
 from data_prep.image_columns import decode_column, level_column
 from data_prep.synthetic import STRENGTHS
 from rayjobs.detect import detect
@@ -301,7 +302,9 @@ def test_robustness_curves_of_the_trained_teacher(
     assert "| teacher | jpeg50 |" in capsys.readouterr().out
 
 
-def test_one_scoring_pass_scores_as_a_pass_per_model_and_split(teacher, prepared, tmp_path):
+def test_one_scoring_pass_scores_as_a_pass_per_model_and_split(
+    teacher, prepared, tmp_path, monkeypatch
+):
     """Evaluation scores a model and its baselines on test and validation in one Ray Data pass:
     each model's scores of each split are those of a pass of its own, bit for bit, and the
     models' and splits' rows are not mixed up."""
@@ -326,6 +329,13 @@ def test_one_scoring_pass_scores_as_a_pass_per_model_and_split(teacher, prepared
     assert test_keys.isdisjoint(together["val"]["teacher"]["video_key"])
     ours, theirs = (together["test"][name]["score_c40"] for name in checkpoints)
     assert not np.array_equal(ours, theirs)
+    # More checkpoints than one actor holds: further passes, each model's scores still its own.
+    monkeypatch.setattr(evaluate_module, "MODELS_PER_PASS", 1)
+    chunked = score_splits(checkpoints, str(shards), ("c40",))["test"]
+    for name in checkpoints:
+        np.testing.assert_array_equal(
+            chunked[name]["score_c40"], together["test"][name]["score_c40"]
+        )
 
 
 def test_distillation_and_evaluation(teacher, prepared, home, synthetic_root):
