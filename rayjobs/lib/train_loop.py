@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import math
 import tempfile
+import threading
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import ray.train
 import ray.train.torch
 import torch
 import torch.distributed as dist
-from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 
@@ -32,6 +32,9 @@ from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
+
+if TYPE_CHECKING:
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
 #: Metric that picks the best checkpoint (validation only, never test).
 SELECTION_METRIC = "val_frame_auc"
@@ -63,22 +66,37 @@ def lr_schedule(optimiser: torch.optim.Optimizer, optim: OptimConfig) -> Schedul
 def system_metrics(loop_config: dict, job: JobConfig, rank: int):
     """MLflow's system-metrics monitor on rank 0 while training (``system/*`` metrics).
 
-    Resumes the run's step count, so a restarted worker or a relaunched run continues it.
+    Resumes the run's step count, so a restarted worker or a relaunched run continues it. Built
+    on a thread of its own: its constructor opens the tracking store and probes the machine
+    (~3 s on 2 cores, with MLflow's import), which would otherwise hold every worker at the
+    first all-reduce.
     """
     tracking = loop_config.get("mlflow")
     interval = job.tracking.system_metrics_interval_s
     if rank != 0 or not tracking or interval <= 0:
         yield
         return
-    monitor = SystemMetricsMonitor(
-        tracking["run_id"], sampling_interval=interval, resume_logging=True,
-        tracking_uri=tracking["uri"],
-    )  # fmt: skip
-    monitor.start()
+    monitors: list[SystemMetricsMonitor] = []
+
+    def start() -> None:
+        # Imported here: every worker imports this module, and only rank 0 needs MLflow.
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(
+            tracking["run_id"], sampling_interval=interval, resume_logging=True,
+            tracking_uri=tracking["uri"],
+        )  # fmt: skip
+        monitor.start()
+        monitors.append(monitor)
+
+    starter = threading.Thread(target=start, name="start-system-metrics", daemon=True)
+    starter.start()
     try:
         yield
     finally:
-        monitor.finish()
+        starter.join()
+        for monitor in monitors:
+            monitor.finish()
 
 
 def train_epoch(
