@@ -18,7 +18,9 @@ from data_prep import storage
 from data_prep.prepare import PrepareConfig, completed_format, prepare
 from data_prep.synthetic import STRENGTHS, SyntheticConfig, config_digest, generate
 
-#: The embedded synthetic dataset: the generator's defaults.
+#: The embedded synthetic dataset: the generator's defaults. Read when a function below is
+#: called, not when it is defined, so that the tests can run the embedded default's whole path
+#: (command line, generator, preparation) on a smaller dataset.
 EMBEDDED_SYNTHETIC = SyntheticConfig()
 
 
@@ -44,17 +46,17 @@ def embedded_strengths(shards: str) -> str | None:
     return str(found) if same and found.is_file() else None
 
 
-def embedded_prepare_config(**overrides) -> PrepareConfig:
+def embedded_prepare_config(synthetic: SyntheticConfig | None = None, **overrides) -> PrepareConfig:
     """Synthetic FF++ at CPU-demo scale: 8 of its 32 frames per video, 96x96 crops, in
     ``shards/synthetic_ffpp-<digest of the generator's config>``: the videos are written again
-    in place when the generator's defaults change, and the shards (and the runs, whose names
-    hash the shards' path) must not outlive the videos they were cut from."""
+    in place when the generator's config (default: ``EMBEDDED_SYNTHETIC``) changes, and the
+    shards (and the runs, whose names hash the shards' path) must not outlive the videos they
+    were cut from."""
+    digest = config_digest(synthetic or EMBEDDED_SYNTHETIC)
     config = PrepareConfig(
         dataset="ffpp",
         root=str(synthetic_root()),
-        output=storage.join(
-            workdir(), "shards", f"synthetic_ffpp-{config_digest(EMBEDDED_SYNTHETIC)}"
-        ),
+        output=storage.join(workdir(), "shards", f"synthetic_ffpp-{digest}"),
         frames_per_video=8,
         crop_size=96,
     )
@@ -64,7 +66,7 @@ def embedded_prepare_config(**overrides) -> PrepareConfig:
 def ensure_embedded_shards(
     progress: bool = True,
     overwrite: bool = False,
-    synthetic: SyntheticConfig = EMBEDDED_SYNTHETIC,
+    synthetic: SyntheticConfig | None = None,
     **overrides,
 ) -> dict:
     """Generate the synthetic dataset and its shards if absent; return the manifest.
@@ -73,8 +75,9 @@ def ensure_embedded_shards(
     so a home prepared before the raw format existed is not prepared again. ``overrides`` are
     ``PrepareConfig`` fields.
     """
+    synthetic = synthetic or EMBEDDED_SYNTHETIC
     generate(synthetic_root(), synthetic)
-    config = embedded_prepare_config(**overrides)
+    config = embedded_prepare_config(synthetic, **overrides)
     existing = completed_format(config.output)
     if existing and not overwrite and "image_format" not in overrides:
         config = replace(config, image_format=existing)

@@ -6,9 +6,11 @@ import json
 
 import pytest
 
+from data_prep import defaults
 from data_prep.__main__ import load_config, main
 from data_prep.prepare import PrepareConfig
-from data_prep.synthetic import METHODS, SyntheticConfig, config_digest
+from data_prep.synthetic import MARKER, METHODS, SyntheticConfig, config_digest
+from tests.helpers import TEST_SYNTHETIC
 
 
 def test_yaml_options_and_flag_overrides(tmp_path):
@@ -37,14 +39,19 @@ def test_unknown_subcommand_exits_nonzero():
 
 
 def test_embedded_default_takes_overrides(tmp_path, monkeypatch, ray_session, capsys):
-    """`prepare` without --root prepares the synthetic dataset once, with the flags given."""
+    """`prepare` without --root generates the synthetic dataset and prepares it, with the flags
+    given; here with the tests' smaller generator config (the full one takes minutes)."""
     monkeypatch.setenv("SFFB_HOME", str(tmp_path))
+    monkeypatch.setattr(defaults, "EMBEDDED_SYNTHETIC", TEST_SYNTHETIC)
     assert main(["prepare", "--frames-per-video", "4", "--crop-size", "48", "--seed", "0"]) == 0
     # Named after the generator's config: shards never outlive the videos they were cut from.
-    folder = tmp_path / "shards" / f"synthetic_ffpp-{config_digest(SyntheticConfig())}"
+    folder = tmp_path / "shards" / f"synthetic_ffpp-{config_digest(TEST_SYNTHETIC)}"
+    assert config_digest(TEST_SYNTHETIC) != config_digest(SyntheticConfig())
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["complete"]
     assert (manifest["config"]["crop_size"], manifest["config"]["frames_per_video"]) == (48, 4)
-    videos = SyntheticConfig().reals * (1 + len(METHODS))  # the default dataset: reals + fakes
+    marker = json.loads((tmp_path / "data" / "synthetic_ffpp" / MARKER).read_text())
+    assert (marker["reals"], marker["frames"]) == (TEST_SYNTHETIC.reals, TEST_SYNTHETIC.frames)
+    videos = TEST_SYNTHETIC.reals * (1 + len(METHODS))  # the dataset: reals + fakes
     assert manifest["total_rows"] == videos * 4
     assert "shards, 0 skipped" in capsys.readouterr().out

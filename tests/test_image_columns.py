@@ -148,7 +148,7 @@ def test_an_embedded_home_prepared_in_png_is_kept_not_prepared_again(
     monkeypatch.setenv("SFFB_HOME", str(tmp_path / "home"))
     options = dict(frames_per_video=TEST_FRAMES, crop_size=64, methods=("Deepfakes",))
     ensure_embedded_shards(False, synthetic=TEST_SYNTHETIC, image_format="png", **options)
-    output = embedded_prepare_config().output
+    output = embedded_prepare_config(TEST_SYNTHETIC).output
     manifest_path = Path(output) / MANIFEST
     assert manifest_path.parent.parent == tmp_path / "home" / "shards"
     manifest = json.loads(manifest_path.read_text())
