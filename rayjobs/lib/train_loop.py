@@ -11,7 +11,6 @@ import math
 import tempfile
 import threading
 from collections import defaultdict
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,40 +61,45 @@ def lr_schedule(optimiser: torch.optim.Optimizer, optim: OptimConfig) -> Schedul
     return scheduler
 
 
-@contextmanager
-def system_metrics(loop_config: dict, job: JobConfig, rank: int):
-    """MLflow's system-metrics monitor on rank 0 while training (``system/*`` metrics).
+class SystemMetrics:
+    """MLflow's system-metrics monitor on rank 0 (``system/*`` metrics), from the worker's start
+    to the end of its ``with`` block (the epochs).
 
     Resumes the run's step count, so a restarted worker or a relaunched run continues it. Built
-    on a thread of its own: its constructor opens the tracking store and probes the machine
-    (~3 s on 2 cores, with MLflow's import), which would otherwise hold every worker at the
-    first all-reduce.
+    on a thread of its own, started before the model and data are set up: its constructor opens
+    the tracking store and probes the machine (~3 s on 2 cores, with MLflow's import), which
+    would otherwise hold every worker at the first all-reduce.
     """
-    tracking = loop_config.get("mlflow")
-    interval = job.tracking.system_metrics_interval_s
-    if rank != 0 or not tracking or interval <= 0:
-        yield
-        return
-    monitors: list[SystemMetricsMonitor] = []
 
-    def start() -> None:
-        # Imported here: every worker imports this module, and only rank 0 needs MLflow.
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    def __init__(self, loop_config: dict, job: JobConfig, rank: int) -> None:
+        self._monitors: list[SystemMetricsMonitor] = []
+        self._starter: threading.Thread | None = None
+        tracking = loop_config.get("mlflow")
+        interval = job.tracking.system_metrics_interval_s
+        if rank != 0 or not tracking or interval <= 0:
+            return
 
-        monitor = SystemMetricsMonitor(
-            tracking["run_id"], sampling_interval=interval, resume_logging=True,
-            tracking_uri=tracking["uri"],
-        )  # fmt: skip
-        monitor.start()
-        monitors.append(monitor)
+        def start() -> None:
+            # Imported here: every worker imports this module, and only rank 0 needs MLflow.
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
 
-    starter = threading.Thread(target=start, name="start-system-metrics", daemon=True)
-    starter.start()
-    try:
-        yield
-    finally:
-        starter.join()
-        for monitor in monitors:
+            monitor = SystemMetricsMonitor(
+                tracking["run_id"], sampling_interval=interval, resume_logging=True,
+                tracking_uri=tracking["uri"],
+            )  # fmt: skip
+            monitor.start()
+            self._monitors.append(monitor)
+
+        self._starter = threading.Thread(target=start, name="start-system-metrics", daemon=True)
+        self._starter.start()
+
+    def __enter__(self) -> SystemMetrics:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._starter is not None:
+            self._starter.join()
+        for monitor in self._monitors:
             monitor.finish()
 
 
@@ -187,6 +191,7 @@ def train_worker(loop_config: dict) -> None:
     device = ray.train.torch.get_device()
     node = ray.get_runtime_context().get_node_id()
     print(f"worker {rank}/{world} on node {node[:12]}, device {device}", flush=True)
+    system_metrics = SystemMetrics(loop_config, job, rank)  # starts now, stops after the epochs
     torch.manual_seed(job.seed)
 
     initial = initial_model(job, mode, loop_config["teacher_checkpoint"])
@@ -237,7 +242,7 @@ def train_worker(loop_config: dict) -> None:
     per_worker = job.data.batch_size // world
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    with system_metrics(loop_config, job, rank):  # system/* metrics in MLflow
+    with system_metrics:  # system/* metrics in MLflow
         for epoch in range(start_epoch, job.optim.epochs):
             model.train()
             loss_fn.start_epoch(epoch)  # KD warm-up
