@@ -72,7 +72,7 @@ class SystemMetrics:
     """
 
     def __init__(self, loop_config: dict, job: JobConfig, rank: int) -> None:
-        self._monitors: list[SystemMetricsMonitor] = []
+        self._monitor: SystemMetricsMonitor | None = None  # set by the starter thread
         self._starter: threading.Thread | None = None
         tracking = loop_config.get("mlflow")
         interval = job.tracking.system_metrics_interval_s
@@ -88,7 +88,7 @@ class SystemMetrics:
                 tracking_uri=tracking["uri"],
             )  # fmt: skip
             monitor.start()
-            self._monitors.append(monitor)
+            self._monitor = monitor
 
         self._starter = threading.Thread(target=start, name="start-system-metrics", daemon=True)
         self._starter.start()
@@ -99,8 +99,8 @@ class SystemMetrics:
     def __exit__(self, *exc_info) -> None:
         if self._starter is not None:
             self._starter.join()
-        for monitor in self._monitors:
-            monitor.finish()
+        if self._monitor is not None:
+            self._monitor.finish()
 
 
 def train_epoch(
