@@ -70,15 +70,17 @@ def score_recipes(
     methods: tuple[str, ...],
 ) -> dict[str, dict[str, dict]]:
     """recipe -> run -> ``score_test_split``'s columns; every checkpoint scored in one pass
-    (``score_splits``: one start of the read and of the model actors, not one per run)."""
+    (``score_splits``: one start of the read and of the model actors, not one per run), and a
+    checkpoint named in several recipes (a teacher as a recipe of its own and a baseline) once."""
     runs = [(recipe, run, checkpoint) for recipe, by_run in recipes.items()
             for run, checkpoint in by_run.items()]  # fmt: skip
-    print(f"scoring {len(runs)} checkpoints on the test split", flush=True)
-    checkpoints = {str(i): checkpoint for i, (_, _, checkpoint) in enumerate(runs)}
-    by_index = score_splits(checkpoints, shards, levels, methods)["test"]
+    unique = list(dict.fromkeys(checkpoint for _, _, checkpoint in runs))
+    print(f"scoring {len(unique)} checkpoints on the test split ({len(runs)} runs)", flush=True)
+    key = {checkpoint: str(i) for i, checkpoint in enumerate(unique)}
+    by_key = score_splits({k: c for c, k in key.items()}, shards, levels, methods)["test"]
     scored: dict[str, dict[str, dict]] = {recipe: {} for recipe in recipes}
-    for i, (recipe, run, _) in enumerate(runs):
-        scored[recipe][run] = by_index[str(i)]
+    for recipe, run, checkpoint in runs:
+        scored[recipe][run] = by_key[key[checkpoint]]
     return scored
 
 
