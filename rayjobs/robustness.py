@@ -39,7 +39,7 @@ from data_prep.faces import CropBox
 from data_prep.image_columns import to_model_size
 from data_prep.readers import read_dataset
 from data_prep.video import Encoding, encode_video, iter_frames, probe
-from rayjobs.lib.checkpoints import load_state, model_from_state
+from rayjobs.lib.checkpoints import load_model
 from rayjobs.lib.cross_dataset import checkpoint_name
 from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
@@ -130,8 +130,7 @@ class MultiScorer:
 
     def __init__(self, checkpoints: dict[str, str]) -> None:
         self.device = model_device()
-        self.models = {n: model_from_state(load_state(c), self.device) for n, c in
-                       checkpoints.items()}  # fmt: skip
+        self.models = {name: load_model(c, self.device) for name, c in checkpoints.items()}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out = {key: batch[key] for key in ("degradation", "label", "video_key")}
