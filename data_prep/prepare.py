@@ -12,12 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import socket
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,6 +31,7 @@ from data_prep.image_columns import DEFAULT_IMAGE_FORMAT, IMAGE_FORMATS
 from data_prep.readers import read_dataset
 from data_prep.records import SPLITS, Skip, VideoRecord, canonical_level
 from data_prep.shards import ShardWriter, complete_shards, row_schema, shard_notes
+from data_prep.versions import PREPARATION_PACKAGES, installed_versions
 from data_prep.video import VideoError
 
 MANIFEST = "manifest.json"
@@ -174,17 +173,6 @@ def _result(ref: ray.ObjectRef) -> _Outcome:
         raise
 
 
-def _versions() -> dict[str, str]:
-    packages = ("numpy", "pyarrow", "opencv-python-headless", "av", "ray", "sffb-distill")
-    found = {"python": platform.python_version()}
-    for package in packages:
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = "absent"
-    return found
-
-
 def _write_json(location: str, content: dict) -> None:
     storage.write_text(location, json.dumps(content, indent=2, sort_keys=True) + "\n")
 
@@ -279,7 +267,8 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     if overwrite:
         _clear(output)
     storage.makedirs(output)
-    _write_json(manifest_path, {"config": wanted, "complete": False, "versions": _versions()})
+    versions = installed_versions(PREPARATION_PACKAGES)
+    _write_json(manifest_path, {"config": wanted, "complete": False, "versions": versions})
     skipped: list[Skip] = list(found.skipped)
     done_keys, start = set(), {}
     for split in SPLITS:
@@ -326,7 +315,7 @@ def prepare(config: PrepareConfig, overwrite: bool = False, progress: bool = Tru
     manifest = {
         "config": wanted,
         "complete": True,
-        "versions": _versions(),
+        "versions": versions,
         **_summarise(output),
         "skipped": [asdict(s) for s in sorted(skipped, key=lambda s: (s.path, s.reason))],
         "notes": sorted(_all_notes(output), key=lambda n: (n["video_key"], n["note"])),

@@ -5,15 +5,17 @@
 The run's logged configuration (its ``config.yaml`` artifact) is trained again under a new name
 (``<name>-rerun-<k>``) in the same experiment, after checking that what it was trained from is
 still what this machine has: the git commit of the code (with no uncommitted edits to tracked
-files), the SHA-256 of the shards' manifest and, for a distilled student, the teacher
-checkpoint it read. A difference is refused, naming each, unless ``--force``. The old and new
-per-epoch metrics are then printed side by side: with ``data.deterministic`` (the default) on
-the same hardware they agree exactly.
+files), the SHA-256 of the shards' manifest, the versions of the packages that shape the numbers
+(``data_prep.versions``; install them with ``pip install -c deploy/constraints.txt``) and, for a
+distilled student, the teacher checkpoint it read. A difference is refused, naming each, unless
+``--force``. The old and new per-epoch metrics are then printed side by side: with
+``data.deterministic`` (the default) on the same hardware they agree exactly.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -24,6 +26,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from data_prep import storage
+from data_prep.versions import TRAINING_PACKAGES, VERSIONS_TAG, installed_versions, version_changes
 from rayjobs.lib.checkpoints import has_checkpoint
 from rayjobs.lib.config import JobConfig
 from rayjobs.lib.configtree import from_dict, load_yaml
@@ -55,6 +58,7 @@ class RecordedRun:
     commit: str
     manifest_sha256: str
     teacher_checkpoint: str | None
+    versions: dict[str, str]  # package -> version; empty for runs recorded before the tag
 
 
 def recorded_run(uri: str, run_id: str) -> RecordedRun:
@@ -82,6 +86,7 @@ def recorded_run(uri: str, run_id: str) -> RecordedRun:
         commit=tags.get(MLFLOW_GIT_COMMIT, "unknown"),
         manifest_sha256=tags.get("sffb.manifest_sha256", "none"),
         teacher_checkpoint=tags.get("sffb.teacher_checkpoint"),
+        versions=json.loads(tags.get(VERSIONS_TAG, "{}")),
     )
 
 
@@ -102,6 +107,10 @@ def differences(recorded: RecordedRun) -> list[str]:
     if now != recorded.manifest_sha256:
         was = recorded.manifest_sha256[:12]
         found.append(f"shards: {manifest} has SHA-256 {now[:12]}, the run read {was}")
+    changed_versions = version_changes(recorded.versions, installed_versions(TRAINING_PACKAGES))
+    if changed_versions:
+        shown = ", ".join(changed_versions)
+        found.append(f"packages: {shown} (install the versions the run recorded)")
     teacher = recorded.teacher_checkpoint
     if recorded.job.needs_teacher_checkpoint(recorded.mode) and not (
         teacher and has_checkpoint(teacher)
@@ -119,7 +128,8 @@ def rerun_name(uri: str, recorded: RecordedRun) -> str:
 
 
 def rerun(uri: str, run_id: str, force: bool = False) -> tuple[RecordedRun, TrainOutcome]:
-    """Train the recorded run again under a new name; refuses a changed commit or data."""
+    """Train the recorded run again under a new name; refuses a changed commit, data or
+    package versions."""
     recorded = recorded_run(uri, run_id)
     found = differences(recorded)
     if found and not force:
@@ -164,7 +174,9 @@ def comparison_table(uri: str, old_id: str, new_id: str) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_id", help="the MLflow run id of a finished training run")
-    parser.add_argument("--force", action="store_true", help="rerun despite a changed commit/data")
+    parser.add_argument(
+        "--force", action="store_true", help="rerun despite changed code, data or packages"
+    )
     parser.add_argument("--tracking-uri", default="", help="default: as every job finds it")
     args = parser.parse_args(argv)
     uri = tracking_uri(args.tracking_uri)

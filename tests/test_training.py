@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 import pyarrow.parquet as pq
 import pytest
+import timm
 import torch
 from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
@@ -265,6 +266,17 @@ def test_rerun_repeats_a_finished_run_exactly_and_refuses_changed_data(teacher):
             rerun_main([outcome.mlflow_run_id, "--tracking-uri", uri])
     finally:
         client.set_tag(outcome.mlflow_run_id, "sffb.manifest_sha256", recorded_sha)
+    # So are other versions of the packages that shape the numbers, as the run recorded them.
+    tag = client.get_run(outcome.mlflow_run_id).data.tags["sffb.versions"]
+    versions = json.loads(tag)
+    assert (versions["timm"], versions["numpy"]) == (timm.__version__, np.__version__)
+    client.set_tag(outcome.mlflow_run_id, "sffb.versions", json.dumps({**versions, "timm": "0.1"}))
+    installed = re.escape(timm.__version__)
+    try:
+        with pytest.raises(SystemExit, match=rf"packages: timm 0\.1 -> {installed}"):
+            rerun_main([outcome.mlflow_run_id, "--tracking-uri", uri])
+    finally:
+        client.set_tag(outcome.mlflow_run_id, "sffb.versions", tag)
     with pytest.raises(SystemExit, match="no run 'nope'"):
         rerun_main(["nope", "--tracking-uri", uri])
 

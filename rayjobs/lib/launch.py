@@ -26,6 +26,7 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
+from data_prep.versions import VERSIONS_TAG, versions_tag
 from rayjobs.lib.balance import resolve_balance, train_class_counts
 from rayjobs.lib.checkpoints import (
     METRICS_FILE,
@@ -175,6 +176,7 @@ def run_training(
         "sffb.mode": mode,
         "sffb.manifest_sha256": file_sha256(manifest),
         "sffb.storage": storage.join(runs, run_name),
+        VERSIONS_TAG: versions_tag(),  # what rerun checks, beside the commit and the shards
         **(extra_tags or {}),
     }
     params = {**flatten(to_dict(job)), "mode": mode}
