@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+from importlib import metadata
 from pathlib import Path
 
 import jsonschema
@@ -17,6 +18,7 @@ import ray
 import yaml
 from ray.autoscaler._private.util import prepare_config, validate_config
 
+from data_prep.versions import PREPARATION_PACKAGES, TRAINING_PACKAGES
 from tests.kuberay_schema import schema_from_crd, vendored_schema
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +56,14 @@ def test_every_node_runs_the_pinned_ray_that_this_suite_tests(cluster_config):
     setup = " ".join(cluster_config["setup_commands"])
     assert "-c /home/ray/sffb-distill/deploy/constraints.txt" in setup
     assert {"torch", "torchvision"} <= set(pins())
+
+
+def test_constraints_pin_every_package_that_shapes_the_numbers_at_its_installed_version():
+    """README, CI, the cluster and the image install with these pins, so the figures repeat."""
+    shaping = (set(TRAINING_PACKAGES) | set(PREPARATION_PACKAGES)) - {"sffb-distill"}
+    assert set(pins()) == shaping
+    installed = {package: metadata.version(package) for package in shaping}
+    assert pins() == installed, "deploy/constraints.txt differs from this install"
 
 
 def test_cluster_yaml_syncs_code_only_and_shares_storage_by_uri(cluster_config):
