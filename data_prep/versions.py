@@ -63,3 +63,14 @@ def version_changes(recorded: Mapping[str, str], installed: Mapping[str, str]) -
         for package, was in sorted(recorded.items())
         if package in installed and installed[package] != was
     ]
+
+
+def recorded_versions(tags: Mapping[str, str]) -> dict[str, str]:
+    """A training run's recorded versions (its MLflow tags' ``VERSIONS_TAG``; empty for runs
+    recorded before the tag existed)."""
+    return json.loads(tags.get(VERSIONS_TAG, "{}"))
+
+
+def changed_since(recorded: Mapping[str, str]) -> list[str]:
+    """``version_changes`` from a training run's recorded versions to this process's."""
+    return version_changes(recorded, installed_versions(TRAINING_PACKAGES))

@@ -15,7 +15,6 @@ distilled student, the teacher checkpoint it read. A difference is refused, nami
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_GIT_COMMIT
 
 from data_prep import storage
-from data_prep.versions import TRAINING_PACKAGES, VERSIONS_TAG, installed_versions, version_changes
+from data_prep.versions import changed_since, recorded_versions
 from rayjobs.lib.checkpoints import has_checkpoint
 from rayjobs.lib.config import JobConfig
 from rayjobs.lib.configtree import from_dict, load_yaml
@@ -86,7 +85,7 @@ def recorded_run(uri: str, run_id: str) -> RecordedRun:
         commit=tags.get(MLFLOW_GIT_COMMIT, "unknown"),
         manifest_sha256=tags.get("sffb.manifest_sha256", "none"),
         teacher_checkpoint=tags.get("sffb.teacher_checkpoint"),
-        versions=json.loads(tags.get(VERSIONS_TAG, "{}")),
+        versions=recorded_versions(tags),
     )
 
 
@@ -107,7 +106,7 @@ def differences(recorded: RecordedRun) -> list[str]:
     if now != recorded.manifest_sha256:
         was = recorded.manifest_sha256[:12]
         found.append(f"shards: {manifest} has SHA-256 {now[:12]}, the run read {was}")
-    changed_versions = version_changes(recorded.versions, installed_versions(TRAINING_PACKAGES))
+    changed_versions = changed_since(recorded.versions)
     if changed_versions:
         shown = ", ".join(changed_versions)
         found.append(f"packages: {shown} (install the versions the run recorded)")

@@ -463,12 +463,19 @@ def _direct_scores(checkpoint: str, split: Path, level: str) -> tuple[np.ndarray
     return rows["label"].to_numpy(), SFFB.fake_probability(logits).numpy()
 
 
-def test_relaunch_with_the_same_name_resumes(teacher, prepared, home, ray_session):
+def test_relaunch_with_the_same_name_resumes(teacher, prepared, home, ray_session, capsys):
     shards, _ = prepared
     first = run_training(tiny_job(shards, home, epochs=1, run_name="resumed"), "teacher")
     epoch0 = load_state(first.best_checkpoint)["history"][0]
     job = tiny_job(shards, home, epochs=2, run_name="resumed")
+    # As if the first launch had run under another timm: the relaunch says so, and resumes.
+    client = MlflowClient(job.tracking.tracking_uri)
+    versions = json.loads(client.get_run(first.mlflow_run_id).data.tags["sffb.versions"])
+    client.set_tag(first.mlflow_run_id, "sffb.versions", json.dumps({**versions, "timm": "0.1"}))
+    capsys.readouterr()
     second = run_training(job, "teacher")
+    warning = "warning: resuming run 'resumed' with other package versions than it started with"
+    assert f"{warning} (timm 0.1 -> {timm.__version__})" in capsys.readouterr().out
     history = load_state(Path(job.tracking.storage_path) / "resumed" / "epoch_0001")["history"]
     assert [h["epoch"] for h in history] == [0, 1]
     assert history[0] == epoch0  # epoch 0 was loaded, not trained again

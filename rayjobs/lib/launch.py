@@ -26,7 +26,7 @@ from data_prep import storage
 from data_prep.cluster import ensure_ray
 from data_prep.defaults import embedded_prepare_config, ensure_embedded_shards, workdir
 from data_prep.prepare import InputUnavailableError
-from data_prep.versions import VERSIONS_TAG, versions_tag
+from data_prep.versions import VERSIONS_TAG, changed_since, recorded_versions, versions_tag
 from rayjobs.lib.balance import resolve_balance, train_class_counts
 from rayjobs.lib.checkpoints import (
     METRICS_FILE,
@@ -170,8 +170,14 @@ def run_training(
 
     uri = tracking_uri(job.tracking.tracking_uri)
     existing = find_run(uri, job.tracking.experiment, run_name)
-    logged = MlflowClient(uri).get_run(existing).data.params if existing else None
-    check_resume(job, mode, run_name, logged)
+    logged = MlflowClient(uri).get_run(existing).data if existing else None
+    check_resume(job, mode, run_name, logged.params if logged else None)
+    if logged is not None:
+        changed = changed_since(recorded_versions(logged.tags))
+        if changed:  # the run's tag keeps the versions it started with
+            print(f"warning: resuming run {run_name!r} with other package versions than it "
+                  f"started with ({', '.join(changed)}): its remaining epochs may train "
+                  "differently", flush=True)  # fmt: skip
     tags = {
         "sffb.mode": mode,
         "sffb.manifest_sha256": file_sha256(manifest),
