@@ -7,6 +7,7 @@ different videos), e.g. ``"Deepfakes/000_003"``. Plain NumPy, checked against sc
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -103,23 +104,34 @@ def roc_curve(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(FPR, TPR) at every distinct score threshold, from (0, 0) to (1, 1).
 
-    ``weights`` count each sample that many times (a bootstrap resample's multiplicities).
+    ``weights`` count each sample that many times (a bootstrap resample's multiplicities): shape
+    (N,), or (R, N) for R weightings at once, which gives R curves (rows) on the same thresholds:
+    the scores, hence their order and ties, are the same in every resample.
     """
     order = np.argsort(-scores, kind="mergesort")
     sorted_scores, sorted_labels = scores[order], labels[order]
-    sorted_weights = np.ones(labels.size) if weights is None else weights[order]
+    sorted_weights = np.ones(labels.size) if weights is None else weights[..., order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_labels.size - 1]
-    true_pos = np.cumsum(sorted_weights * sorted_labels)[last_of_tie]
-    false_pos = np.cumsum(sorted_weights * (1 - sorted_labels))[last_of_tie]
-    tpr = np.r_[0.0, true_pos / true_pos[-1]]
-    fpr = np.r_[0.0, false_pos / false_pos[-1]]
+    true_pos = np.cumsum(sorted_weights * sorted_labels, axis=-1)[..., last_of_tie]
+    false_pos = np.cumsum(sorted_weights * (1 - sorted_labels), axis=-1)[..., last_of_tie]
+    origin = np.zeros((*true_pos.shape[:-1], 1))
+    tpr = np.concatenate([origin, true_pos / true_pos[..., -1:]], axis=-1)
+    fpr = np.concatenate([origin, false_pos / false_pos[..., -1:]], axis=-1)
     return fpr, tpr
+
+
+def auc_scores(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Area under the ROC curve (trapezoidal, so ties count half) under each row of ``weights``
+    (R, N): R resamples' AUCs from one sort of the scores."""
+    fpr, tpr = roc_curve(labels, scores, weights)
+    trapezoids = np.diff(fpr, axis=-1) * (tpr[..., 1:] + tpr[..., :-1]) / 2
+    # Summed row by row in memory order: the same rounding as a single curve's sum.
+    return np.ascontiguousarray(trapezoids).sum(axis=-1)
 
 
 def auc_score(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None = None) -> float:
     """Area under the ROC curve (trapezoidal, so ties count half)."""
-    fpr, tpr = roc_curve(labels, scores, weights)
-    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
+    return float(auc_scores(labels, scores, np.ones(labels.size) if weights is None else weights))
 
 
 def equal_error_rate(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -175,6 +187,28 @@ def video_scores(
     return (fake_frames > 0).astype(np.int64), mean_scores
 
 
+#: Elements of one block of resamples x frames in ``_VideoResampler.metrics`` (~32 MB of
+#: float64 per array): all resamples at once on a small test split, a few dozen at a time on
+#: FF++'s (~22,000 frames).
+_BLOCK_ELEMENTS = 4_000_000
+
+
+@functools.lru_cache(maxsize=16)
+def _video_draws(video_labels: bytes, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, videos): each resample's multiplicity of every video, drawn with replacement
+    within each class. Cached (read-only): every model, level and baseline scored on the same
+    videos shares one set of draws, and drawing them is a Python loop."""
+    labels = np.frombuffer(video_labels, np.int64)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(labels == c) for c in (0, 1)]
+    draws = np.empty((resamples, labels.size))
+    for row in draws:
+        drawn = np.concatenate([rng.choice(videos, videos.size) for videos in by_class])
+        row[:] = np.bincount(drawn, minlength=labels.size)
+    draws.setflags(write=False)
+    return draws
+
+
 class _VideoResampler:
     """Draws bootstrap resamples of *videos* and scores any model's frames on them.
 
@@ -192,32 +226,34 @@ class _VideoResampler:
         self.labels = labels
         _, self.frame_video = np.unique(keys, return_inverse=True)
         self.video_labels, _ = video_scores(labels, labels.astype(np.float64), keys)
-        self.resamples, self.seed = resamples, seed
-
-    def video_weights(self):
-        """Each resample's multiplicity of every video (deterministic in the seed)."""
-        rng = np.random.default_rng(self.seed)
-        by_class = [np.flatnonzero(self.video_labels == c) for c in (0, 1)]
-        for _ in range(self.resamples):
-            drawn = np.concatenate([rng.choice(videos, videos.size) for videos in by_class])
-            yield np.bincount(drawn, minlength=self.video_labels.size).astype(np.float64)
+        self.video_weights = _video_draws(self.video_labels.tobytes(), resamples, seed)
 
     def metrics(self, scores: np.ndarray, threshold: float) -> np.ndarray:
-        """(resamples, len(INTERVAL_METRICS)): each resample's value of every interval metric."""
+        """(resamples, len(INTERVAL_METRICS)): each resample's value of every interval metric,
+        computed for a block of resamples at a time (weighted sums and cumulative sums over
+        frames, one row per resample) rather than in a Python loop per resample."""
         video_means = np.bincount(self.frame_video, weights=scores) / np.bincount(self.frame_video)
         video_correct = ((video_means > threshold) == self.video_labels).astype(np.float64)
         frame_correct = ((scores > threshold) == self.labels).astype(np.float64)
-        rows = []
-        for video_weights in self.video_weights():
-            frame_weights = video_weights[self.frame_video]
+        samples = np.empty((len(self.video_weights), len(INTERVAL_METRICS)))
+        step = max(1, _BLOCK_ELEMENTS // max(1, self.labels.size))
+        for start in range(0, len(self.video_weights), step):
+            video_weights = self.video_weights[start : start + step]
+            frame_weights = video_weights[:, self.frame_video]
             values = {
-                "frame_acc": np.average(frame_correct, weights=frame_weights),
-                "frame_auc": auc_score(self.labels, scores, frame_weights),
-                "video_acc": np.average(video_correct, weights=video_weights),
-                "video_auc": auc_score(self.video_labels, video_means, video_weights),
+                "frame_acc": _weighted_means(frame_correct, frame_weights),
+                "frame_auc": auc_scores(self.labels, scores, frame_weights),
+                "video_acc": _weighted_means(video_correct, video_weights),
+                "video_auc": auc_scores(self.video_labels, video_means, video_weights),
             }
-            rows.append([values[name] for name in INTERVAL_METRICS])
-        return np.asarray(rows)
+            samples[start : start + step] = np.stack([values[n] for n in INTERVAL_METRICS], 1)
+        return samples
+
+
+def _weighted_means(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``np.average(values, weights=row)`` for each row of ``weights``."""
+    weights = np.ascontiguousarray(weights)  # summed in memory order, as np.average does
+    return np.multiply(values, weights).sum(axis=-1) / weights.sum(axis=-1)
 
 
 def _percentile_intervals(samples: np.ndarray, confidence: float) -> dict[str, Interval]:
