@@ -53,7 +53,7 @@ from rayjobs.lib.run_inputs import log_shard_inputs
 from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
 from rayjobs.lib.strengths import StrengthRow, load_strengths, strength_markdown, strength_table
-from rayjobs.lib.tracking import find_or_create_run, tracking_uri
+from rayjobs.lib.tracking import find_or_create_run, log_metrics, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
 from sffb.metrics import (
     INTERVAL_METRICS,
@@ -436,12 +436,11 @@ def log_table(uri: str, run_id: str, table, comparisons, scored, levels) -> None
         for name in ("test_table.md", "test_table.csv", "test_roc.png"):
             client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
     model = next(iter(scored))
+    metrics = {}
     for row in table:
         if row.method == ALL:
-            for key, value in row.report.as_dict(metric_prefix(row, model)).items():
-                client.log_metric(run_id, key, value)
-    for key, value in comparison_metrics(comparisons).items():
-        client.log_metric(run_id, key, value)
+            metrics |= row.report.as_dict(metric_prefix(row, model))
+    log_metrics(uri, run_id, metrics | comparison_metrics(comparisons))
 
 
 def evaluate(
@@ -515,6 +514,7 @@ def log_calibration(uri, run_id, rows, scored, fitted, levels, model) -> None:
         plot_reliability(scored, fitted, levels, folder / "reliability.png")
         for name in ("calibration.md", "reliability.png"):
             client.log_artifact(run_id, str(folder / name), artifact_path="evaluation")
+    metrics = {}
     for row in rows:
         prefix = (
             f"test_{row.level}_"
@@ -528,8 +528,8 @@ def log_calibration(uri, run_id, rows, scored, fitted, levels, model) -> None:
             "val_threshold": row.calibration.threshold,
             "frame_acc_val_threshold": row.acc_at_threshold,
         }
-        for key, value in values.items():
-            client.log_metric(run_id, prefix + key, value)
+        metrics |= {prefix + key: value for key, value in values.items()}
+    log_metrics(uri, run_id, metrics)
 
 
 @dataclass(frozen=True)

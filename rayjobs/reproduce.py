@@ -46,7 +46,13 @@ from rayjobs.lib.launch import (
     use_gpu,
 )
 from rayjobs.lib.run_names import run_identity
-from rayjobs.lib.tracking import find_or_create_run, find_run, set_tags, tracking_uri
+from rayjobs.lib.tracking import (
+    find_or_create_run,
+    find_run,
+    log_metrics,
+    set_tags,
+    tracking_uri,
+)
 from rayjobs.lib.training_graph import Training, TrainingFailed, room_for, train_all
 from sffb.metrics import Interval
 
@@ -345,11 +351,12 @@ def parent_run(job: JobConfig, methods, levels, tables=(1,)) -> str:
 def log_table(uri: str, parent: str, number: int, cells: list[Cell], table: str) -> None:
     """Table ``number`` under the parent run: cells as children, one metric each, the table."""
     client = MlflowClient(uri)
+    metrics = {}
     for cell in cells:
         set_tags(uri, cell.run_id, {"mlflow.parentRunId": parent})
         row = SLUGS.get(cell.model, cell.model.replace("+", "_"))
-        key = f"table{number}_{row}_{cell.level}_{cell.method}_frame_acc"
-        client.log_metric(parent, key, cell.acc)
+        metrics[f"table{number}_{row}_{cell.level}_{cell.method}_frame_acc"] = cell.acc
+    log_metrics(uri, parent, metrics)
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / f"table{number}.md"
         path.write_text(table + "\n")

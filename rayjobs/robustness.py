@@ -45,7 +45,7 @@ from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.scorer_pool import scorer_pool
 from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
-from rayjobs.lib.tracking import find_or_create_run, tracking_uri
+from rayjobs.lib.tracking import find_or_create_run, log_metrics, tracking_uri
 from sffb.metrics import evaluate_detection
 
 CRFS = (0, 10, 18, 23, 28, 32, 36, 40, 45, 51)
@@ -246,10 +246,13 @@ def log_curves(uri: str, run_id: str, result: dict[str, dict[str, dict]]) -> Non
         plot_curves(result, folder / "curves.png")
         for name in ("table.md", "curves.png"):
             client.log_artifact(run_id, str(folder / name), artifact_path="robustness")
-    for model, by_degradation in result.items():
-        for name, values in by_degradation.items():
-            for key, value in values.items():
-                client.log_metric(run_id, f"robust_{model}_{name}_{key}", value)
+    metrics = {
+        f"robust_{model}_{name}_{key}": value
+        for model, by_degradation in result.items()
+        for name, values in by_degradation.items()
+        for key, value in values.items()
+    }
+    log_metrics(uri, run_id, metrics)
 
 
 def parse_checkpoints(values: list[str]) -> dict[str, str]:

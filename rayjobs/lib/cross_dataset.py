@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 
 from data_prep import storage
 from rayjobs.lib.data import check_levels
+from rayjobs.lib.tracking import log_metrics
 from sffb.metrics import DetectionReport
 
 MATRIX_RESAMPLES = 1000
@@ -140,7 +141,9 @@ def log_matrix(uri: str, run_id: str, cells: list[Cell]) -> None:
             names.append(f"heatmap_{level}.png")
         for name in names:
             client.log_artifact(run_id, str(folder / name), artifact_path="cross_dataset")
+    metrics = {}
     for cell in cells:
         prefix = f"cross_{cell.model}_{cell.dataset}_{cell.level}_"
-        client.log_metric(run_id, prefix + "frame_auc", cell.report.frame.auc)
-        client.log_metric(run_id, prefix + "video_auc", cell.report.video.auc)
+        metrics[prefix + "frame_auc"] = cell.report.frame.auc
+        metrics[prefix + "video_auc"] = cell.report.video.auc
+    log_metrics(uri, run_id, metrics)

@@ -51,6 +51,7 @@ from rayjobs.lib.tracking import (
     find_or_create_run,
     find_run,
     is_server,
+    log_metrics,
     set_tags,
     sqlite_file,
     tracking_uri,
@@ -279,9 +280,8 @@ def publish_best(runs: str, run_name: str, uri: str, run_id: str, status: str) -
     set_tags(uri, run_id, {BEST_CHECKPOINT_TAG: target, "sffb.model_version": version})
     # The published checkpoint's own validation figures: a run's last epoch is not its best.
     chosen = json.loads(storage.read_text(storage.join(source, METRICS_FILE)))
-    for key, value in chosen.items():
-        if key.startswith("val_") or key == "epoch":
-            client.log_metric(run_id, f"best_{key}", float(value))
+    best = {f"best_{k}": v for k, v in chosen.items() if k.startswith("val_") or k == "epoch"}
+    log_metrics(uri, run_id, best)
     client.set_terminated(run_id, status)
     return target
 

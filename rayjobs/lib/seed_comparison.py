@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import re
 import tempfile
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from rayjobs.evaluate import check_same_rows, format_difference, level_report
+from rayjobs.lib.tracking import log_metrics
 from sffb.metrics import (
     INTERVAL_METRICS,
     DetectionReport,
@@ -202,9 +201,7 @@ def log_comparison(
 ) -> None:
     """The metrics above and ``seeds/comparison.md`` (both tables) on the MLflow run."""
     client = MlflowClient(uri)
-    now = int(time.time() * 1000)
-    metrics = comparison_metrics(results, differences)
-    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in metrics.items()])
+    log_metrics(uri, run_id, comparison_metrics(results, differences))
     with tempfile.TemporaryDirectory() as directory:
         path = Path(directory) / "comparison.md"
         path.write_text(runs_markdown(results) + "\n\n" + differences_markdown(differences) + "\n")
