@@ -36,7 +36,7 @@ from data_prep import storage
 from data_prep.defaults import embedded_prepare_config, embedded_strengths
 from rayjobs.lib.calibration import LevelCalibration, calibrate, save_calibration
 from rayjobs.lib.cam_examples import log_cam_examples
-from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
+from rayjobs.lib.checkpoints import STATE_FILE, load_state
 from rayjobs.lib.config import DataConfig
 from rayjobs.lib.cross_dataset import (
     auc_matrix,
@@ -51,7 +51,7 @@ from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.preflight import Needs, check_every_node
 from rayjobs.lib.run_inputs import log_shard_inputs
 from rayjobs.lib.scorer_pool import scorer_pool
-from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
+from rayjobs.lib.scoring import SCORE_BATCH, LevelScorer, score_column
 from rayjobs.lib.strengths import StrengthRow, load_strengths, strength_markdown, strength_table
 from rayjobs.lib.tracking import find_or_create_run, log_metrics, tracking_uri
 from sffb.calibration import expected_calibration_error, reliability
@@ -70,29 +70,6 @@ SPLIT = "split"  # the column that tells the splits of one scoring pass apart
 #: Checkpoints one scoring actor holds at most (~0.2 GB each for SFFB-Xception); more are
 #: scored in further passes.
 MODELS_PER_PASS = 8
-
-
-class Scorer:
-    """Ray Data actor: loads the checkpoints once, scores every level's images of a batch with
-    each (column ``score_column(i, level)`` for the i-th checkpoint)."""
-
-    def __init__(self, checkpoints: tuple[str, ...], levels: tuple[str, ...]) -> None:
-        self.device = model_device()
-        self.models = [load_model(checkpoint, self.device) for checkpoint in checkpoints]
-        self.levels = levels
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {key: batch[key] for key in ("label", SPLIT, *KEY_COLUMNS)}
-        for i, model in enumerate(self.models):
-            for level in self.levels:
-                images = batch[level]
-                out[score_column(i, level)] = fake_scores(model, images, self.device, SCORE_BATCH)
-        return out
-
-
-def score_column(model: int, level: str) -> str:
-    """The Scorer's column of the ``model``-th checkpoint's scores at ``level``."""
-    return f"score_{model}_{level}"
 
 
 #: Bootstrap resamples for the 95 % intervals of every table cell (sffb.metrics.video_bootstrap).
@@ -185,8 +162,8 @@ def _score_pass(
     dataset = dataset.repartition(target_num_rows_per_block=SCORE_BATCH)
     names = list(checkpoints)
     scored = dataset.map_batches(
-        Scorer,
-        fn_constructor_args=(tuple(checkpoints.values()), levels),
+        LevelScorer,
+        fn_constructor_args=(tuple(checkpoints.values()), levels, ("label", SPLIT, *KEY_COLUMNS)),
         batch_size=SCORE_BATCH,
         batch_format="numpy",
         **scorer_pool(),

@@ -36,15 +36,13 @@ from mlflow.tracking import MlflowClient
 from data_prep import storage
 from data_prep.defaults import embedded_prepare_config
 from data_prep.faces import CropBox
-from data_prep.image_columns import to_model_size
 from data_prep.readers import read_dataset
 from data_prep.video import Encoding, encode_video, iter_frames, probe
-from rayjobs.lib.checkpoints import load_model
 from rayjobs.lib.cross_dataset import checkpoint_name
 from rayjobs.lib.data import shard_files
 from rayjobs.lib.launch import USER_ERRORS, ensure_ray
 from rayjobs.lib.scorer_pool import scorer_pool
-from rayjobs.lib.scoring import SCORE_BATCH, fake_scores, model_device
+from rayjobs.lib.scoring import SCORE_BATCH, CropScorer
 from rayjobs.lib.tracking import find_or_create_run, log_metrics, tracking_uri
 from sffb.metrics import evaluate_detection
 
@@ -123,22 +121,6 @@ def degrade_video(item: dict, crop_size: int, bit_exact: bool = True) -> list[di
                 for index, frame in iter_frames(target, indices, info.frame_count):
                     add(how.name, boxes[index].cut(frame, crop_size))
     return rows
-
-
-class MultiScorer:
-    """Model stage: P(fake) of every crop under each checkpoint (at its own input side)."""
-
-    def __init__(self, checkpoints: dict[str, str]) -> None:
-        self.device = model_device()
-        self.models = {name: load_model(c, self.device) for name, c in checkpoints.items()}
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {key: batch[key] for key in ("degradation", "label", "video_key")}
-        for name, model in self.models.items():
-            size = model.config.image_size
-            images = np.stack([to_model_size(c, size).transpose(2, 0, 1) for c in batch["image"]])
-            out[f"score_{name}"] = fake_scores(model, images, self.device, SCORE_BATCH)
-        return out
 
 
 def test_videos(
@@ -230,7 +212,8 @@ def robustness(
     options = {"crop_size": manifest["crop_size"], "bit_exact": bit_exact}
     rows = rows.flat_map(degrade_video, fn_kwargs=options)
     scored = rows.map_batches(
-        MultiScorer, fn_constructor_kwargs={"checkpoints": checkpoints}, batch_size=SCORE_BATCH,
+        CropScorer, fn_constructor_args=(checkpoints, ("degradation", "label", "video_key")),
+        batch_size=SCORE_BATCH,
         batch_format="numpy", **scorer_pool(),
     )  # fmt: skip
     columns = ["degradation", "label", "video_key", *(f"score_{m}" for m in checkpoints)]
