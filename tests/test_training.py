@@ -38,7 +38,7 @@ from rayjobs.lib.calibration import load_calibration
 from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
 from rayjobs.lib.config import load_job_config
 from rayjobs.lib.detection_results import read_results
-from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_training
+from rayjobs.lib.launch import TrainOutcome, best_checkpoint_path, default_run_name, run_training
 from rayjobs.lib.scoring import fake_scores
 from rayjobs.lib.tracking import uncommitted_changes
 from rayjobs.lib.trained_model import resolve_model
@@ -98,16 +98,25 @@ def home(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("jobs")
 
 
+#: The student whose teacher the module trains (a named student's teacher has its own name).
+STUDENT_NAME = "my-student"
+
+
 @pytest.fixture(scope="module")
-def teacher(prepared, home, ray_session):
+def teacher(prepared, home, ray_session) -> tuple:
+    """The module's teacher, pretrained as ``distill.py --set tracking.run_name=my-student``
+    pretrains it on a fresh store (``ensure_teacher``): (the teacher's job, its outcome)."""
     shards, _ = prepared
-    job = tiny_job(shards, home, epochs=2, run_name="teacher")
-    return job, run_training(job, "teacher")
+    student = tiny_job(shards, home, epochs=2, run_name=STUDENT_NAME)
+    checkpoint, links = ensure_teacher(student, None, student.tracking.tracking_uri)
+    name = default_run_name(student, "teacher")
+    job = replace(student, tracking=replace(student.tracking, run_name=name))
+    return job, TrainOutcome(name, links["sffb.teacher_run_id"], checkpoint, metrics={})
 
 
 def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
     job, outcome = teacher
-    run = runs_by_name(job)["teacher"]
+    run = runs_by_name(job)[outcome.run_name]
     assert run.info.status == "FINISHED" and run.info.run_id == outcome.mlflow_run_id
     assert run.data.params["mode"] == "teacher"
     # The preset's student starts from its teacher; the teacher itself starts as auto does.
@@ -166,7 +175,7 @@ def test_the_best_model_is_registered_and_served_by_mlflow(teacher, prepared, tm
     """``mlflow models serve`` answers a JSON scoring request with the checkpoint's P(fake)."""
     job, outcome = teacher
     uri = job.tracking.tracking_uri
-    run = runs_by_name(job)["teacher"]
+    run = runs_by_name(job)[outcome.run_name]
     number = run.data.tags["sffb.model_version"]
     version = MlflowClient(uri).get_model_version("sffb-teacher", number)
     assert version.run_id == outcome.mlflow_run_id
@@ -605,16 +614,15 @@ def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home
     assert all(torch.equal(p, parameters[name]) for name, p in student.named_parameters())
 
 
-def test_a_named_student_pretrains_its_teacher_under_the_teachers_own_name(
-    prepared, tmp_path, ray_session
-):
-    """``distill.py --set tracking.run_name=X`` on a fresh store: the teacher is not run X."""
-    shards, _ = prepared
-    job = tiny_job(shards, tmp_path, epochs=1, run_name="my-student")
-    checkpoint, links = ensure_teacher(job, None, job.tracking.tracking_uri)
-    teacher_name = default_run_name(job, "teacher")
-    assert checkpoint == best_checkpoint_path(job.tracking.storage_path, teacher_name)
-    assert Path(checkpoint, "state.pt").is_file()
+def test_a_named_student_pretrains_its_teacher_under_the_teachers_own_name(teacher):
+    """``distill.py --set tracking.run_name=my-student`` on a fresh store (the module's teacher):
+    the teacher is not run my-student, and the student's links point at the teacher's run."""
+    job, outcome = teacher
+    assert outcome.run_name != STUDENT_NAME
+    assert outcome.best_checkpoint == best_checkpoint_path(
+        job.tracking.storage_path, outcome.run_name
+    )
+    assert Path(outcome.best_checkpoint, "state.pt").is_file()
     runs = runs_by_name(job)
-    assert "my-student" not in runs  # the student's name stays free for the student
-    assert links["sffb.teacher_run_id"] == runs[teacher_name].info.run_id
+    assert STUDENT_NAME not in runs  # the student's name stays free for the student
+    assert outcome.mlflow_run_id == runs[outcome.run_name].info.run_id
