@@ -117,3 +117,14 @@ def test_kd_diagnosis_reports_terms_gradients_and_teacher_confidence(prepared, t
     expected = accuracy_score(batch.labels.numpy(), predicted)
     assert figures["teacher_on_raw"]["accuracy"] == pytest.approx(expected)
     assert np.isfinite(figures["teacher_maps"]["spatial_map_rms"])
+
+
+def test_bootstrap_bench_times_a_cell_and_a_paired_comparison():
+    command = [sys.executable, "bench/bootstrap.py", "--videos", "20", "--frames", "3",
+               "--resamples", "50"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert (figures["frames"], figures["videos"], figures["resamples"]) == (60, 20, 50)
+    assert all(figures[k] > 0 for k in ("cell_first_s", "cell_again_s", "paired_two_baselines_s"))

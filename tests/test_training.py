@@ -261,7 +261,7 @@ def test_rerun_repeats_a_finished_run_exactly_and_refuses_changed_data(teacher):
     # A developer's edited checkout is refused by design (tests/test_git_state.py); the code
     # that trains here is the same either way.
     recorded, again = rerun(uri, outcome.mlflow_run_id, force=bool(uncommitted_changes()))
-    assert (recorded.name, again.run_name) == ("teacher", "teacher-rerun-1")
+    assert (recorded.name, again.run_name) == (outcome.run_name, f"{outcome.run_name}-rerun-1")
     first = _epoch_metrics(job, outcome.mlflow_run_id)
     assert _epoch_metrics(job, again.mlflow_run_id) == first
     assert len(first["val_frame_auc"]) == 2

@@ -35,7 +35,7 @@ def _space(tmp_path: Path, shards: Path) -> tuple[Path, dict]:
         "model.backbone": "test_resnet",
         "model.image_size": 64,
         "optim.epochs": EPOCHS,
-        "optim.teacher_epochs": 1,  # the sweep's teacher: trained once, before any trial
+        "optim.teacher_epochs": EPOCHS,  # the sweep's teacher too (the space's warm-ups need 2)
         "tracking.storage_path": str(tmp_path / "runs"),
         "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "tracking.experiment": "sweep-test",
