@@ -211,12 +211,12 @@ def robustness(
     rows = ray.data.from_items(videos, override_num_blocks=max(1, min(len(videos), 1000)))
     options = {"crop_size": manifest["crop_size"], "bit_exact": bit_exact}
     rows = rows.flat_map(degrade_video, fn_kwargs=options)
+    passthrough = ("degradation", "label", "video_key")
     scored = rows.map_batches(
-        CropScorer, fn_constructor_args=(checkpoints, ("degradation", "label", "video_key")),
-        batch_size=SCORE_BATCH,
+        CropScorer, fn_constructor_args=(checkpoints, passthrough), batch_size=SCORE_BATCH,
         batch_format="numpy", **scorer_pool(),
     )  # fmt: skip
-    columns = ["degradation", "label", "video_key", *(f"score_{m}" for m in checkpoints)]
+    columns = [*passthrough, *(f"score_{m}" for m in checkpoints)]
     frame = scored.select_columns(columns).to_pandas()
     return curves({c: frame[c].to_numpy() for c in columns}, list(checkpoints))
 
