@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from data_prep.synthetic import generate
-from tests.helpers import TEST_SYNTHETIC, small_prepare_config
+from tests.helpers import STUDENT_NAME, TEST_SYNTHETIC, small_prepare_config, tiny_job
 
 # Ray Train, set for the suite's short runs on one machine (every job a test starts inherits
 # it): the controller polls its workers every 0.5 s instead of 2 s (a finished run is noticed
@@ -53,3 +53,27 @@ def prepared(ray_session, synthetic_root, tmp_path_factory) -> tuple[Path, dict]
 
     output = tmp_path_factory.mktemp("shards") / "reference"
     return output, prepare(small_prepare_config(synthetic_root, output), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_home(tmp_path_factory) -> Path:
+    """The store of the tiny training runs (``tests.helpers.tiny_job``): runs and MLflow."""
+    return tmp_path_factory.mktemp("jobs")
+
+
+@pytest.fixture(scope="session")
+def tiny_teacher(prepared, tiny_home, ray_session) -> tuple:
+    """A tiny teacher, pretrained as ``distill.py --set tracking.run_name=my-student``
+    pretrains it on a fresh store (``ensure_teacher``): (the teacher's job, its outcome).
+    Trained once per session: the training tests and the sweep test start from it."""
+    from dataclasses import replace
+
+    from rayjobs.distill import ensure_teacher
+    from rayjobs.lib.launch import TrainOutcome, default_run_name
+
+    shards, _ = prepared
+    student = tiny_job(shards, tiny_home, epochs=2, run_name=STUDENT_NAME)
+    checkpoint, links = ensure_teacher(student, None, student.tracking.tracking_uri)
+    name = default_run_name(student, "teacher")
+    job = replace(student, tracking=replace(student.tracking, run_name=name))
+    return job, TrainOutcome(name, links["sffb.teacher_run_id"], checkpoint, metrics={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -9,10 +10,15 @@ import numpy as np
 
 from data_prep.prepare import PrepareConfig
 from data_prep.synthetic import SyntheticConfig
+from rayjobs.lib.config import JobConfig, load_job_config
 
 #: Small enough for CI, big enough for every split and method: 6 reals, 24 fakes, 20 frames.
 TEST_SYNTHETIC = SyntheticConfig(reals=6, frames=20)
 TEST_FRAMES = 8
+#: The MLflow experiment of the tiny training runs.
+EXPERIMENT = "sffb-tests"
+#: The student whose teacher the session trains (a named student's teacher has its own name).
+STUDENT_NAME = "my-student"
 
 
 def small_prepare_config(root: Path, output: Path, **overrides) -> PrepareConfig:
@@ -20,6 +26,35 @@ def small_prepare_config(root: Path, output: Path, **overrides) -> PrepareConfig
     options = dict(frames_per_video=TEST_FRAMES, crop_size=64, shard_target_mb=1.0)
     options.update(overrides)
     return PrepareConfig(dataset="ffpp", root=str(root), output=str(output), **options)
+
+
+def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking) -> JobConfig:
+    """The cpu-demo job shrunk to seconds (timm's test backbone, 64x64 crops), stored in
+    ``home`` (checkpoints under ``runs/``, MLflow in ``mlflow.db``)."""
+    job = load_job_config(
+        "cpu-demo",
+        overrides=[
+            "model.backbone=test_resnet",
+            "model.image_size=64",
+            "data.methods=[]",
+            "data.batch_size=8",
+            "optim.lr=1e-3",
+            f"optim.epochs={epochs}",
+            "optim.teacher_epochs=null",  # teachers too train `epochs`, not cpu-demo's 4
+            "scaling.num_workers=2",
+            *overrides,
+        ],
+    )
+    settings = dict(
+        experiment=EXPERIMENT,
+        storage_path=str(home / "runs"),
+        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
+        system_metrics_interval_s=1.0,  # a few samples even in a short run
+    )
+    settings.update(tracking)
+    return replace(
+        job, data=replace(job.data, shards=str(shards)), tracking=replace(job.tracking, **settings)
+    )
 
 
 def crop_pixels(data: bytes, column: str) -> np.ndarray:
@@ -37,7 +72,6 @@ def random_checkpoint(folder: Path, seed: int) -> str:
     import torch
 
     from rayjobs.lib.checkpoints import save_state
-    from rayjobs.lib.config import load_job_config
     from sffb.model import SFFB
 
     job = load_job_config(

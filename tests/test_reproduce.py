@@ -24,7 +24,7 @@ from rayjobs.reproduce import (
     reproduce,
     table1_markdown,
 )
-from tests.test_training import EXPERIMENT, tiny_job
+from tests.helpers import EXPERIMENT, tiny_job
 
 
 def test_paper_numbers_are_spec_table1():

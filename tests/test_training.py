@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -31,14 +30,13 @@ import rayjobs.evaluate as evaluate_module
 from data_prep.image_columns import decode_column, level_column
 from data_prep.synthetic import STRENGTHS
 from rayjobs.detect import detect
-from rayjobs.distill import ensure_teacher, sffb_alone_checkpoint
+from rayjobs.distill import sffb_alone_checkpoint
 from rayjobs.evaluate import evaluate, score_splits, score_test_split
 from rayjobs.lib.balance import train_class_counts
 from rayjobs.lib.calibration import load_calibration
 from rayjobs.lib.checkpoints import STATE_FILE, load_model, load_state
-from rayjobs.lib.config import load_job_config
 from rayjobs.lib.detection_results import read_results
-from rayjobs.lib.launch import TrainOutcome, best_checkpoint_path, default_run_name, run_training
+from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_training
 from rayjobs.lib.scoring import fake_scores
 from rayjobs.lib.tracking import uncommitted_changes
 from rayjobs.lib.trained_model import resolve_model
@@ -48,38 +46,10 @@ from rayjobs.robustness import DEGRADATIONS
 from rayjobs.robustness import main as robustness_main
 from sffb.metrics import evaluate_detection
 from sffb.model import SFFB
-from tests.helpers import crop_pixels
+from tests.helpers import EXPERIMENT, STUDENT_NAME, crop_pixels, tiny_job
 from tests.servers import free_port, serving
 
-EXPERIMENT = "sffb-tests"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking):
-    job = load_job_config(
-        "cpu-demo",
-        overrides=[
-            "model.backbone=test_resnet",
-            "model.image_size=64",
-            "data.methods=[]",
-            "data.batch_size=8",
-            "optim.lr=1e-3",
-            f"optim.epochs={epochs}",
-            "optim.teacher_epochs=null",  # teachers too train `epochs`, not cpu-demo's 4
-            "scaling.num_workers=2",
-            *overrides,
-        ],
-    )
-    settings = dict(
-        experiment=EXPERIMENT,
-        storage_path=str(home / "runs"),
-        tracking_uri=f"sqlite:///{home / 'mlflow.db'}",
-        system_metrics_interval_s=1.0,  # a few samples even in a short run
-    )
-    settings.update(tracking)
-    return replace(
-        job, data=replace(job.data, shards=str(shards)), tracking=replace(job.tracking, **settings)
-    )
 
 
 def runs_by_name(job) -> dict:
@@ -94,24 +64,15 @@ def epochs_logged(job, run_id: str, metric: str = "val_frame_auc") -> list[int]:
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("jobs")
-
-
-#: The student whose teacher the module trains (a named student's teacher has its own name).
-STUDENT_NAME = "my-student"
+def home(tiny_home) -> Path:
+    """The session's store of tiny runs, where the session's teacher was trained."""
+    return tiny_home
 
 
 @pytest.fixture(scope="module")
-def teacher(prepared, home, ray_session) -> tuple:
-    """The module's teacher, pretrained as ``distill.py --set tracking.run_name=my-student``
-    pretrains it on a fresh store (``ensure_teacher``): (the teacher's job, its outcome)."""
-    shards, _ = prepared
-    student = tiny_job(shards, home, epochs=2, run_name=STUDENT_NAME)
-    checkpoint, links = ensure_teacher(student, None, student.tracking.tracking_uri)
-    name = default_run_name(student, "teacher")
-    job = replace(student, tracking=replace(student.tracking, run_name=name))
-    return job, TrainOutcome(name, links["sffb.teacher_run_id"], checkpoint, metrics={})
+def teacher(tiny_teacher) -> tuple:
+    """The session's teacher (``tests/conftest.py``): (the teacher's job, its outcome)."""
+    return tiny_teacher
 
 
 def test_teacher_run_is_tracked_and_its_checkpoint_loads(teacher):
@@ -615,7 +576,7 @@ def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home
 
 
 def test_a_named_student_pretrains_its_teacher_under_the_teachers_own_name(teacher):
-    """``distill.py --set tracking.run_name=my-student`` on a fresh store (the module's teacher):
+    """``distill.py --set tracking.run_name=my-student`` on a fresh store (the session's teacher):
     the teacher is not run my-student, and the student's links point at the teacher's run."""
     job, outcome = teacher
     assert outcome.run_name != STUDENT_NAME

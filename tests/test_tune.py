@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import yaml
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
+from rayjobs.lib.launch import best_checkpoint_path
 from rayjobs.tune import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,7 @@ def _space(tmp_path: Path, shards: Path) -> tuple[Path, dict]:
         "model.backbone": "test_resnet",
         "model.image_size": 64,
         "optim.epochs": EPOCHS,
-        "optim.teacher_epochs": EPOCHS,  # the sweep's teacher too (the space's warm-ups need 2)
+        "optim.teacher_epochs": EPOCHS,  # the teacher the session trained: its run name
         "tracking.storage_path": str(tmp_path / "runs"),
         "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "tracking.experiment": "sweep-test",
@@ -87,10 +89,16 @@ def _kill_when_second_trial_has_an_epoch(driver, client: MlflowClient, log: Path
 
 
 def test_sweep_killed_and_relaunched_resumes_without_rerunning(
-    prepared, tmp_path, ray_session, capsys
+    prepared, tiny_teacher, tmp_path, ray_session, capsys
 ):
     shards, _ = prepared
     space, search = _space(tmp_path, shards)
+    # The sweep's teacher is the session's (the same configuration, so the same name), copied
+    # into the sweep's store as a user would copy a teacher trained elsewhere: not trained again.
+    _, teacher = tiny_teacher
+    shutil.copytree(
+        teacher.best_checkpoint, best_checkpoint_path(str(tmp_path / "runs"), teacher.run_name)
+    )
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
 
     # 1. The driver, as a user starts it, on the session's cluster; killed in trial 2.
@@ -110,7 +118,9 @@ def test_sweep_killed_and_relaunched_resumes_without_rerunning(
 
     # 3. Relaunched with the same name: Tuner.restore finishes the sweep.
     summary = sweep(space, "resumed")
-    assert "changed since sweep resumed started" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed since sweep resumed started" in out
+    assert "pretraining" not in out and "pretraining" not in log.read_text()  # the copied one
 
     runs = _runs(client)
     parents = [r for r in runs if r.info.run_name == "resumed"]
