@@ -2,7 +2,7 @@
 epoch of a few batches) trained with ``run_training`` several times on one local Ray, so that
 what is measured is Ray Train's and the job's start-up and teardown, not the training.
 
-    PYTHONPATH=. python bench/fit_startup.py [--runs 3] [--workdir /tmp/bench_fit]
+    PYTHONPATH=. python bench/fit_startup.py [--runs 3] [--workers 2] [--workdir /tmp/bench_fit]
 
 Prints each run's ``TorchTrainer.fit`` and ``run_training`` wall time and the median of the
 runs after the first (the first also starts Ray's worker pool). To compare commits, run this
@@ -35,7 +35,6 @@ TINY = [
     "data.batch_size=8",
     "optim.epochs=1",
     "optim.teacher_epochs=null",
-    "scaling.num_workers=2",
 ]
 
 
@@ -71,6 +70,7 @@ def timed_fit() -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2, help="DDP workers (scaling.num_workers)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/bench_fit"))
     args = parser.parse_args()
     workdir = args.workdir.resolve()
@@ -78,7 +78,10 @@ def main() -> None:
     ensure_ray(verbose=False)
     fits, runs = timed_fit(), []
     for i in range(args.runs):
-        job = load_job_config("cpu-demo", overrides=[*TINY, f"data.shards={shards}"])
+        job = load_job_config(
+            "cpu-demo",
+            overrides=[*TINY, f"scaling.num_workers={args.workers}", f"data.shards={shards}"],
+        )
         home = workdir / f"home-{time.time_ns()}"  # a fresh store: nothing to resume
         tracking = replace(
             job.tracking, storage_path=str(home / "runs"),
