@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -66,8 +67,6 @@ def tiny_teacher(prepared, tiny_home, ray_session) -> tuple:
     """A tiny teacher, pretrained as ``distill.py --set tracking.run_name=my-student``
     pretrains it on a fresh store (``ensure_teacher``): (the teacher's job, its outcome).
     Trained once per session: the training tests and the sweep test start from it."""
-    from dataclasses import replace
-
     from rayjobs.distill import ensure_teacher
     from rayjobs.lib.launch import TrainOutcome, default_run_name
 
