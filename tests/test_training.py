@@ -40,6 +40,7 @@ from rayjobs.lib.launch import best_checkpoint_path, default_run_name, run_train
 from rayjobs.lib.scoring import fake_scores
 from rayjobs.lib.tracking import uncommitted_changes
 from rayjobs.lib.trained_model import resolve_model
+from rayjobs.lib.weight_average import WARMUP_POWER
 from rayjobs.rerun import main as rerun_main
 from rayjobs.rerun import rerun
 from rayjobs.robustness import DEGRADATIONS
@@ -459,6 +460,29 @@ def test_relaunch_with_the_same_name_resumes(teacher, prepared, home, ray_sessio
     other = tiny_job(shards, home, epochs=2, run_name="resumed", overrides=["optim.lr=5e-4"])
     with pytest.raises(ValueError, match=r"optim\.lr: 0\.001 -> 0\.0005"):
         run_training(other, "teacher")
+
+
+def test_a_weight_average_is_validated_kept_and_resumed(prepared, home, ray_session):
+    """optim.ema_decay: the checkpoint's model (what evaluation, detection and a student load)
+    is the average and scores the reported validation AUC; the trained weights are kept beside
+    it, and a relaunch to more epochs continues the average instead of restarting it."""
+    shards, _ = prepared
+    settings = dict(run_name="averaged", overrides=["optim.ema_decay=0.9"])
+    run_training(tiny_job(shards, home, epochs=1, **settings), "teacher")
+    job = tiny_job(shards, home, epochs=2, **settings)
+    run_training(job, "teacher")
+    run = Path(job.tracking.storage_path) / "averaged"
+    first, second = load_state(run / "epoch_0000"), load_state(run / "epoch_0001")
+    steps = first["weight_average"]["steps"]
+    assert steps > 0 and second["weight_average"]["steps"] == 2 * steps
+    assert second["history"][0] == first["history"][-1]  # epoch 0 loaded, not trained again
+    warmed_up = 1 - (2 * steps + 1) ** -WARMUP_POWER  # timm's warm-up, the next step's decay
+    assert second["history"][1]["ema_decay"] == pytest.approx(min(0.9, warmed_up))
+    live, kept = second["live_model"], second["model"]
+    assert any(not torch.equal(live[k], kept[k]) for k in kept if kept[k].is_floating_point())
+    labels, scores = _direct_scores(str(run / "epoch_0001"), shards / "val", "raw")
+    reported = second["history"][1]["val_frame_auc"]
+    assert reported == pytest.approx(roc_auc_score(labels, scores), abs=3e-3)
 
 
 def _train_workers() -> list[psutil.Process]:

@@ -101,6 +101,10 @@ class OptimConfig:
     # (un-augmented) batches per worker before validation and checkpointing ("precise BN",
     # sffb/batchnorm.py): short runs otherwise evaluate with stale statistics. 0 = off.
     precise_bn_batches: int = 16
+    # An exponential moving average of the weights (timm's ModelEmaV3, its decay warmed up and
+    # capped here) is what is validated and kept, the trained weights only resume training
+    # (rayjobs/lib/weight_average.py). 0 = off: the trained weights are kept.
+    ema_decay: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,8 @@ class JobConfig:
             )
         if self.optim.teacher_epochs is not None and self.optim.teacher_epochs < 1:
             raise ValueError(f"optim.teacher_epochs must be >= 1, got {self.optim.teacher_epochs}")
+        if not 0.0 <= self.optim.ema_decay < 1.0:
+            raise ValueError(f"optim.ema_decay must be in [0, 1), got {self.optim.ema_decay}")
         shortest = min(self.optim.epochs, self.optim.teacher_epochs or self.optim.epochs)
         if not 0 <= self.optim.warmup_epochs < max(shortest, 1):
             raise ValueError(

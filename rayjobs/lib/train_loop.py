@@ -27,6 +27,7 @@ from rayjobs.lib.config import JobConfig, OptimConfig
 from rayjobs.lib.configtree import from_dict
 from rayjobs.lib.reproducible import stream_seed
 from rayjobs.lib.step import TrainingStep, autocast, prepare_input
+from rayjobs.lib.weight_average import WeightAverage
 from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
 from sffb.metrics import evaluate_detection
@@ -110,10 +111,12 @@ def train_epoch(
     per_worker: int,
     device: torch.device,
     shuffle_seed: int | None = None,
+    average: WeightAverage | None = None,
 ) -> tuple[dict[str, float], int, list[torch.Tensor]]:
     """One pass over this worker's training shard: summed loss terms, steps, and the first
     ``optim.precise_bn_batches`` model inputs (before augmentation) for BatchNorm statistics.
-    ``shuffle_seed`` seeds the local shuffle buffer (``data.deterministic``)."""
+    ``shuffle_seed`` seeds the local shuffle buffer (``data.deterministic``); ``average``, when
+    given, is updated after every step."""
     sums: dict[str, float] = defaultdict(float)
     steps = 0
     calibration: list[torch.Tensor] = []
@@ -130,6 +133,8 @@ def train_epoch(
             calibration.append(batch[step.input_level])
         for name, value in step(batch).items():
             sums[name] += value
+        if average is not None:
+            average.update()
         steps += 1
     return sums, steps, calibration
 
@@ -221,11 +226,16 @@ def train_worker(loop_config: dict) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
             state = load_state(Path(directory))
-        network.load_state_dict(state["model"])
+        # With a weight average, "model" is the average and "live_model" the trained weights.
+        network.load_state_dict(state.get("live_model", state["model"]))
         optimiser.load_state_dict(state["optimizer"])
         loss_fn.load_state_dict(state.get("loss", {}), strict=False)  # running magnitudes
         start_epoch, history = state["epoch"] + 1, state["history"]
         best_auc = state["best_auc"]
+    average = WeightAverage(network, job.optim.ema_decay) if job.optim.ema_decay else None
+    if average is not None and checkpoint is not None and "weight_average" in state:
+        average.load(state["model"], state["weight_average"])
+    kept = average.module if average is not None else network  # validated and checkpointed
 
     teacher = None
     if job.uses_teacher(mode):
@@ -253,15 +263,17 @@ def train_worker(loop_config: dict) -> None:
                 step.generator = TrainingStep.seeded_generator(device, job.seed, rank, epoch)
             shuffle_seed = stream_seed(job.seed, epoch, rank) if job.data.deterministic else None
             sums, steps, calibration = train_epoch(
-                step, train_shard, job, per_worker, device, shuffle_seed
+                step, train_shard, job, per_worker, device, shuffle_seed, average
             )
             count = common_batch_count(len(calibration), device)
-            recalibrate_batchnorm(network, calibration[:count])
+            recalibrate_batchnorm(kept, calibration[:count])
             metrics = _mean_across_workers(sums, steps, device)
             metrics["lr"] = optimiser.param_groups[0]["lr"]
             metrics["kd_weight"] = loss_fn.distillation_weight
+            if average is not None:
+                metrics["ema_decay"] = average.decay_now()
 
-            local = score_split(network, val_shard, input_level, per_worker, device, job)
+            local = score_split(kept, val_shard, input_level, per_worker, device, job)
             scores = gather_scores(local)
             report = evaluate_detection(scores["labels"], scores["scores"], scores["keys"])
             metrics.update(report.as_dict("val_"))
@@ -275,9 +287,14 @@ def train_worker(loop_config: dict) -> None:
             with tempfile.TemporaryDirectory() as directory:
                 checkpoint = None
                 if rank == 0:
+                    averaged = {} if average is None else {
+                        "live_model": network.state_dict(),
+                        "weight_average": average.state_dict(),
+                    }  # fmt: skip
                     save_state(
                         Path(directory),
-                        model=network.state_dict(),
+                        model=kept.state_dict(),
+                        **averaged,
                         optimizer=optimiser.state_dict(),
                         loss=loss_fn.state_dict(),
                         epoch=epoch,
