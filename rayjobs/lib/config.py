@@ -105,6 +105,9 @@ class OptimConfig:
     # capped here) is what is validated and kept, the trained weights only resume training
     # (rayjobs/lib/weight_average.py). 0 = off: the trained weights are kept.
     ema_decay: float = 0.0
+    # The gradient's global L2 norm clipped to this before each step (DDP: after the gradients
+    # are averaged, so every rank clips alike); 0 = off. The norm is logged as train_grad_norm.
+    clip_grad_norm: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,8 @@ class JobConfig:
             )
         if self.optim.teacher_epochs is not None and self.optim.teacher_epochs < 1:
             raise ValueError(f"optim.teacher_epochs must be >= 1, got {self.optim.teacher_epochs}")
+        if self.optim.clip_grad_norm < 0:
+            raise ValueError(f"optim.clip_grad_norm must be >= 0, got {self.optim.clip_grad_norm}")
         if not 0.0 <= self.optim.ema_decay < 1.0:
             raise ValueError(f"optim.ema_decay must be in [0, 1), got {self.optim.ema_decay}")
         shortest = min(self.optim.epochs, self.optim.teacher_epochs or self.optim.epochs)

@@ -66,5 +66,8 @@ class TrainingStep:
             terms = self.loss_fn(student_out, teacher_out, batch["label"])
         self.optimiser.zero_grad(set_to_none=True)
         terms.total.backward()
+        # The norm before clipping (logged either way: a spike is what clipping is for).
+        limit = self.job.optim.clip_grad_norm or float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
         self.optimiser.step()
-        return terms.as_floats()
+        return {**terms.as_floats(), "grad_norm": float(norm)}
