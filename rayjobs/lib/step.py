@@ -66,8 +66,11 @@ class TrainingStep:
             terms = self.loss_fn(student_out, teacher_out, batch["label"])
         self.optimiser.zero_grad(set_to_none=True)
         terms.total.backward()
-        # The norm before clipping (logged either way: a spike is what clipping is for).
-        limit = self.job.optim.clip_grad_norm or float("inf")
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), limit)
+        # The norm before clipping, logged either way (a spike is what clipping is for); off,
+        # the gradients are not touched.
+        parameters = [p for p in self.model.parameters() if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm([p.grad for p in parameters])
+        if self.job.optim.clip_grad_norm:
+            torch.nn.utils.clip_grads_with_norm_(parameters, self.job.optim.clip_grad_norm, norm)
         self.optimiser.step()
         return {**terms.as_floats(), "grad_norm": float(norm)}

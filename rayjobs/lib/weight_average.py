@@ -6,8 +6,9 @@ noisy point of its trajectory, and a small validation split then picks among noi
 With ``optim.ema_decay`` > 0 the average is what is validated, checkpointed (``model``) and
 used downstream; the trained weights (``live_model``) are kept only to resume training.
 
-The decay warms up with timm's schedule (``1 - (1 + step) ** -power``, capped at
-``optim.ema_decay``), so the first steps do not keep the random start in the average.
+The decay of the s-th update warms up with timm's schedule (``1 - s ** -0.75``, capped at
+``optim.ema_decay``; the first update copies the weights), so the average does not keep the
+random start.
 """
 
 from __future__ import annotations
