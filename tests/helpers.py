@@ -42,6 +42,9 @@ def tiny_job(shards: Path, home: Path, epochs: int = 2, overrides=(), **tracking
             f"optim.epochs={epochs}",
             "optim.teacher_epochs=null",  # teachers too train `epochs`, not cpu-demo's 4
             "scaling.num_workers=2",
+            # fp32 whatever the CPU: tests compare the workers' scores with ones made outside
+            # Ray in fp32 (bf16 is tested in test_training_step.py)
+            "scaling.cpu_bf16=false",
             *overrides,
         ],
     )

@@ -1,13 +1,17 @@
-"""One optimisation step: the gradient norm it reports, and clipping (``optim.clip_grad_norm``)."""
+"""One optimisation step: the gradient norm it reports, clipping (``optim.clip_grad_norm``) and
+bf16 autocast on the CPU (``scaling.cpu_bf16``)."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from rayjobs.lib.config import load_job_config
-from rayjobs.lib.step import TrainingStep
+from rayjobs.lib.step import TrainingStep, uses_bf16
 from sffb.losses import DistillationLoss
 from sffb.model import SFFB
 
@@ -57,3 +61,53 @@ def test_the_reported_norm_is_the_gradients_and_clipping_bounds_it():
 def test_a_negative_limit_is_refused():
     with pytest.raises(ValueError, match=r"optim\.clip_grad_norm must be >= 0, got -1\.0"):
         load_job_config("cpu-demo", overrides=["optim.clip_grad_norm=-1.0"])
+
+
+def _convolution_dtypes(cpu_bf16: str) -> tuple[set[torch.dtype], TrainingStep]:
+    """The dtypes the convolutions of one teacher step compute in, with ``scaling.cpu_bf16``."""
+    job = load_job_config(
+        "cpu-demo",
+        overrides=["model.backbone=test_resnet", "model.image_size=64",
+                   f"scaling.cpu_bf16={cpu_bf16}", "data.augment_on=cpu"],
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = SFFB(job.model)
+    seen: set[torch.dtype] = set()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            module.register_forward_hook(lambda _module, _inputs, out: seen.add(out.dtype))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
+    step = TrainingStep(
+        model, None, DistillationLoss.hard_only(), optimiser, job, "raw", ("raw",),
+        torch.device("cpu"),
+    )  # fmt: skip
+    batch = {"raw": torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "label": torch.tensor([0, 1])}
+    assert np.isfinite(step(batch)["total"])
+    return seen, step
+
+
+def test_cpu_bf16_computes_in_bf16_and_keeps_fp32_weights():
+    computed, step = _convolution_dtypes("true")
+    assert computed == {torch.bfloat16}
+    assert {p.dtype for p in step.model.parameters()} == {torch.float32}
+    assert {p.grad.dtype for p in step.model.parameters() if p.grad is not None} == {torch.float32}
+    assert _convolution_dtypes("false")[0] == {torch.float32}
+
+
+def test_cpu_bf16_auto_follows_the_cpus_own_bf16_units():
+    """``auto``: bf16 exactly where the kernel reports AVX-512 BF16 or AMX (read apart from
+    torch, in /proc/cpuinfo); a GPU follows ``scaling.bf16`` whatever the CPU setting."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("no /proc/cpuinfo to read the CPU's flags from")
+    flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo.read_text(), re.MULTILINE).group(1).split())
+    auto = load_job_config("cpu-demo", overrides=["scaling.cpu_bf16=auto"])
+    assert uses_bf16(torch.device("cpu"), auto) == bool(flags & {"avx512_bf16", "amx_bf16"})
+    assert uses_bf16(torch.device("cuda"), auto)
+    no_gpu_bf16 = load_job_config("cpu-demo", overrides=["scaling.bf16=false"])
+    assert not uses_bf16(torch.device("cuda"), no_gpu_bf16)
+
+
+def test_an_unknown_cpu_bf16_setting_is_refused():
+    with pytest.raises(ValueError, match=r"cpu_bf16: expected true, false or auto, got 'always'"):
+        load_job_config("cpu-demo", overrides=["scaling.cpu_bf16=always"])

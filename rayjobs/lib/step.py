@@ -17,10 +17,25 @@ from rayjobs.lib.reproducible import stream_seed
 from sffb.losses import DistillationLoss
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX); others emulate it, slower."""
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def uses_bf16(device: torch.device, job: JobConfig) -> bool:
+    """Whether training on ``device`` runs under bf16 autocast: ``scaling.bf16`` on a GPU,
+    ``scaling.cpu_bf16`` on a CPU (``auto``: where the CPU computes bf16 itself)."""
+    if device.type == "cuda":
+        return job.scaling.bf16
+    if device.type != "cpu" or job.scaling.cpu_bf16 is False:
+        return False
+    return job.scaling.cpu_bf16 is True or cpu_computes_bf16()
+
+
 def autocast(device: torch.device, job: JobConfig):
-    """bf16 autocast on GPU when ``scaling.bf16``; nothing on CPU (no bf16 units there)."""
-    if device.type == "cuda" and job.scaling.bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast where ``uses_bf16``, else nothing (fp32)."""
+    if uses_bf16(device, job):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 

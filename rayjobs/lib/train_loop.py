@@ -26,7 +26,7 @@ from rayjobs.lib.checkpoints import initial_model, load_model, load_state, save_
 from rayjobs.lib.config import JobConfig, OptimConfig
 from rayjobs.lib.configtree import from_dict
 from rayjobs.lib.reproducible import stream_seed
-from rayjobs.lib.step import TrainingStep, autocast, prepare_input
+from rayjobs.lib.step import TrainingStep, autocast, prepare_input, uses_bf16
 from rayjobs.lib.weight_average import WeightAverage
 from sffb.batchnorm import common_batch_count, recalibrate_batchnorm
 from sffb.losses import DistillationLoss
@@ -195,7 +195,9 @@ def train_worker(loop_config: dict) -> None:
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
     node = ray.get_runtime_context().get_node_id()
-    print(f"worker {rank}/{world} on node {node[:12]}, device {device}", flush=True)
+    bf16 = uses_bf16(device, job)
+    precision = "bf16 autocast" if bf16 else "fp32"
+    print(f"worker {rank}/{world} on node {node[:12]}, device {device}, {precision}", flush=True)
     system_metrics = SystemMetrics(loop_config, job, rank)  # starts now, stops after the epochs
     torch.manual_seed(job.seed)
 
@@ -208,7 +210,7 @@ def train_worker(loop_config: dict) -> None:
         model.parameters(),
         lr=job.learning_rate(mode),
         weight_decay=job.optim.weight_decay,
-        fused=job.optim.fused and device.type == "cuda",
+        fused=job.optim.fused or None,  # CUDA and CPU kernels; None: the default (foreach)
     )
     schedule = lr_schedule(optimiser, job.optim)
     weights = loop_config.get(
@@ -270,6 +272,7 @@ def train_worker(loop_config: dict) -> None:
             metrics = _mean_across_workers(sums, steps, device)
             metrics["lr"] = optimiser.param_groups[0]["lr"]
             metrics["kd_weight"] = loss_fn.distillation_weight
+            metrics["bf16"] = float(bf16)  # runs on other hosts compare only at equal precision
             if average is not None:
                 metrics["ema_decay"] = average.decay_now()
 
