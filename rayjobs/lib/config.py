@@ -91,7 +91,7 @@ class OptimConfig:
     # teacher); None = ``epochs``. Learning a faint raw-only trace from random weights takes
     # more epochs than fine-tuning a student from the teacher (docs/distillation.md, "Fifteenth").
     teacher_epochs: int | None = None
-    fused: bool = False  # fused Adam kernel (CUDA, and CPU: ~1.2x a CPU KD step at 96x96)
+    fused: bool = False  # fused Adam kernel (CUDA, and CPU: 1.06x a CPU KD step at 96x96)
     # Learning-rate schedule (timm's, stepped per epoch): LR_SCHEDULES; constant = the paper's.
     schedule: str = "constant"
     warmup_epochs: int = 0  # linear warm-up from warmup_lr to lr over these first epochs
@@ -117,7 +117,7 @@ class ScalingConfig:
     cpus_per_worker: float = 0.5  # fractional by default: leaves CPU to Ray Data on small hosts
     bf16: bool = True  # autocast on GPU
     # bf16 autocast on CPU workers: auto (where the CPU computes bf16 itself, AVX-512 BF16 or
-    # AMX: ~1.6x a KD step at 96x96), true (anywhere; emulated elsewhere, and slower: 0.8x) or
+    # AMX: 1.5x a KD step at 96x96), true (anywhere; emulated elsewhere, and slower: 0.8x) or
     # false (fp32). Like channels_last, it changes the float arithmetic, so the trajectory.
     cpu_bf16: bool | str = False
     channels_last: bool = False
