@@ -18,8 +18,10 @@ from sffb.losses import DistillationLoss
 
 
 def cpu_computes_bf16() -> bool:
-    """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX); others emulate it, slower."""
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX); others emulate it, slower.
+    torch's probes are private: a torch without them counts as a CPU without bf16 (fp32)."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
 
 
 def uses_bf16(device: torch.device, job: JobConfig) -> bool:
