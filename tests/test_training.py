@@ -364,6 +364,8 @@ def test_distillation_and_evaluation(teacher, prepared, home, synthetic_root):
     assert logged_lr == pytest.approx([1e-5, 0.5 * 5e-4 * (1 + math.cos(math.pi / 2))])
     kd_weights = [m.value for m in client.get_metric_history(run.info.run_id, "kd_weight")]
     assert kd_weights == [0.0, 1.0]
+    precision = [m.value for m in client.get_metric_history(run.info.run_id, "bf16")]
+    assert precision == [0.0, 0.0]  # tiny jobs pin fp32 (scaling.cpu_bf16=false)
     means = load_state(outcome.best_checkpoint)["loss"]["magnitudes.means"]
     assert means.dtype == torch.float64 and bool((means > 0).all())  # saved with the checkpoint
     metrics = run.data.metrics
@@ -569,10 +571,13 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
 
 def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
     """distill.py --sffb-alone (the fusion ablation's student): cross-entropy on c40 only, from
-    random weights, no teacher at all, though the distilled student starts from its teacher."""
+    random weights, no teacher at all, though the distilled student starts from its teacher.
+    It trains under bf16 autocast on the CPU (forced: emulated where the CPU has no bf16 units),
+    the path cpu-demo takes on CPUs that have them."""
     shards, _ = prepared
     # Plain loss terms (cpu-demo balances them by their running magnitude): total = l3 x hard.
-    distilled = tiny_job(shards, home, epochs=1, overrides=["loss.balance=none"])
+    overrides = ["loss.balance=none", "scaling.cpu_bf16=true"]
+    distilled = tiny_job(shards, home, epochs=1, overrides=overrides)
     assert distilled.model.init == "teacher"
     assert sffb_alone_checkpoint(distilled) is None  # not trained yet: no baseline row
     job = distilled.sffb_alone()
@@ -589,6 +594,7 @@ def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session
     epoch = state["history"][0]
     assert epoch["train_soft"] == epoch["train_feature"] == 0.0
     assert epoch["train_total"] == pytest.approx(job.loss.lambda3 * epoch["train_hard"])
+    assert epoch["bf16"] == 1.0 and 0.0 <= epoch["val_frame_auc"] <= 1.0
 
 
 def test_student_from_its_teacher_starts_with_the_teachers_weights(teacher, home, prepared):

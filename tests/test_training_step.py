@@ -16,20 +16,24 @@ from sffb.losses import DistillationLoss
 from sffb.model import SFFB
 
 
-def _step(clip: float) -> tuple[TrainingStep, dict[str, float]]:
-    """A teacher step on one random batch, from the same weights and inputs whatever ``clip``."""
+def _teacher_step(overrides: list[str], optimiser=torch.optim.SGD, lr: float = 0.0) -> TrainingStep:
+    """A cpu-demo teacher step on a tiny SFFB (timm's test backbone, 64x64), seeded weights."""
     job = load_job_config(
         "cpu-demo",
-        overrides=["model.backbone=test_resnet", "model.image_size=64",
-                   f"optim.clip_grad_norm={clip}", "data.augment_on=cpu"],
+        overrides=["model.backbone=test_resnet", "model.image_size=64", "data.augment_on=cpu",
+                   *overrides],
     )  # fmt: skip
     torch.manual_seed(0)
     model = SFFB(job.model)
-    optimiser = torch.optim.SGD(model.parameters(), lr=0.0)  # the gradients stay readable
-    step = TrainingStep(
-        model, None, DistillationLoss.hard_only(), optimiser, job, "raw", ("raw",),
-        torch.device("cpu"),
+    return TrainingStep(
+        model, None, DistillationLoss.hard_only(), optimiser(model.parameters(), lr=lr), job,
+        "raw", ("raw",), torch.device("cpu"),
     )  # fmt: skip
+
+
+def _step(clip: float) -> tuple[TrainingStep, dict[str, float]]:
+    """A teacher step on one random batch, from the same weights and inputs whatever ``clip``."""
+    step = _teacher_step([f"optim.clip_grad_norm={clip}"])  # lr 0: the gradients stay readable
     generator = torch.Generator().manual_seed(1)
     batch = {
         "raw": torch.randint(0, 256, (4, 3, 64, 64), dtype=torch.uint8, generator=generator),
@@ -65,22 +69,11 @@ def test_a_negative_limit_is_refused():
 
 def _convolution_dtypes(cpu_bf16: str) -> tuple[set[torch.dtype], TrainingStep]:
     """The dtypes the convolutions of one teacher step compute in, with ``scaling.cpu_bf16``."""
-    job = load_job_config(
-        "cpu-demo",
-        overrides=["model.backbone=test_resnet", "model.image_size=64",
-                   f"scaling.cpu_bf16={cpu_bf16}", "data.augment_on=cpu"],
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = SFFB(job.model)
+    step = _teacher_step([f"scaling.cpu_bf16={cpu_bf16}"], torch.optim.Adam, lr=1e-3)
     seen: set[torch.dtype] = set()
-    for module in model.modules():
+    for module in step.model.modules():
         if isinstance(module, torch.nn.Conv2d):
             module.register_forward_hook(lambda _module, _inputs, out: seen.add(out.dtype))
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3)
-    step = TrainingStep(
-        model, None, DistillationLoss.hard_only(), optimiser, job, "raw", ("raw",),
-        torch.device("cpu"),
-    )  # fmt: skip
     batch = {"raw": torch.zeros(2, 3, 64, 64, dtype=torch.uint8), "label": torch.tensor([0, 1])}
     assert np.isfinite(step(batch)["total"])
     return seen, step

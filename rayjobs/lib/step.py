@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import cache
 
 import torch
 
@@ -17,6 +18,7 @@ from rayjobs.lib.reproducible import stream_seed
 from sffb.losses import DistillationLoss
 
 
+@cache  # asked at every step (``autocast``); the CPU does not change
 def cpu_computes_bf16() -> bool:
     """Whether this CPU has bf16 arithmetic (AVX-512 BF16 or AMX); others emulate it, slower.
     torch's probes are private: a torch without them counts as a CPU without bf16 (fp32)."""
