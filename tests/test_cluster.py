@@ -52,7 +52,8 @@ TINY = [
     "data.batch_size=8",
     "optim.lr=1e-3",
     "optim.epochs=1",
-    "optim.teacher_epochs=null",  # the teacher too: one epoch
+    "optim.teacher_epochs=null",  # the teacher too: one epoch, at a constant rate
+    "optim.teacher_schedule=null",
     "scaling.num_workers=2",
     "scaling.placement_strategy=SPREAD",  # one DDP worker per node
     # Blocks handed out by locality, as they finish: the path the rest of the suite (on the

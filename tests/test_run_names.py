@@ -6,7 +6,13 @@ import pytest
 
 from rayjobs.lib.config import load_job_config
 from rayjobs.lib.configtree import flatten, to_dict
-from rayjobs.lib.run_names import check_resume, default_run_name, identity_differences, teacher_job
+from rayjobs.lib.run_names import (
+    check_resume,
+    default_run_name,
+    identity_differences,
+    run_identity,
+    teacher_job,
+)
 
 
 def job(*overrides: str):
@@ -50,7 +56,7 @@ def test_the_teacher_epochs_set_only_the_teachers_length_not_its_name():
     so both train and name the same teacher; the student keeps ``optim.epochs``."""
     longer = job("optim.teacher_epochs=6")
     assert teacher_job(longer).optim.epochs == 6 and longer.optim.epochs == 2
-    assert teacher_job(job()).optim.epochs == 4  # cpu-demo's teacher: 4 epochs, its student 2
+    assert teacher_job(job()).optim.epochs == 6  # cpu-demo's teacher: 6 epochs, its student 2
     unset = job("optim.teacher_epochs=null")
     assert teacher_job(unset).optim.epochs == 2  # the teacher trains optim.epochs
     assert default_run_name(longer, "teacher") == default_run_name(unset, "teacher")
@@ -59,6 +65,31 @@ def test_the_teacher_epochs_set_only_the_teachers_length_not_its_name():
         job("optim.teacher_epochs=0")
     with pytest.raises(ValueError, match="warmup_epochs 2"):
         job("optim.epochs=5", "optim.teacher_epochs=2", "optim.warmup_epochs=2")
+
+
+def test_the_teacher_schedule_sets_only_the_teachers_rate():
+    """cpu-demo's teacher decays its rate (cosine) while its student keeps a constant one; the
+    student's own schedule (a sweep searches it) no longer names another teacher."""
+    demo = job()
+    assert teacher_job(demo).optim.schedule == "cosine" and demo.optim.schedule == "constant"
+    teacher = default_run_name(demo, "teacher")
+    assert default_run_name(job("optim.schedule=cosine"), "teacher") == teacher
+    assert default_run_name(job("optim.teacher_schedule=constant"), "teacher") != teacher
+    # One schedule, one identity, whichever key set it.
+    same = job("optim.teacher_schedule=null", "optim.schedule=cosine")
+    assert default_run_name(same, "teacher") == teacher
+    # Students that read the teacher are named after it; SFFB alone never reads it.
+    other = job("optim.teacher_schedule=constant")
+    assert default_run_name(other, "student") != default_run_name(demo, "student")
+    assert default_run_name(other.sffb_alone(), "student") == default_run_name(
+        demo.sffb_alone(), "student"
+    )
+    # Unset, a teacher is named as before the key existed: its identity does not hold it.
+    assert "optim.teacher_schedule" not in run_identity(
+        job("optim.teacher_schedule=null"), "teacher"
+    )
+    with pytest.raises(ValueError, match=r"optim\.teacher_schedule: unknown 'step'"):
+        job("optim.teacher_schedule=step")
 
 
 def test_sffb_alone_ignores_the_distillation_settings_it_never_uses():

@@ -38,6 +38,7 @@ def _space(tmp_path: Path, shards: Path) -> tuple[Path, dict]:
         "model.image_size": 64,
         "optim.epochs": EPOCHS,
         "optim.teacher_epochs": EPOCHS,  # the teacher the session trained: its run name
+        "optim.teacher_schedule": None,
         "tracking.storage_path": str(tmp_path / "runs"),
         "tracking.tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "tracking.experiment": "sweep-test",

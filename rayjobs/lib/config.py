@@ -94,6 +94,10 @@ class OptimConfig:
     fused: bool = False  # fused Adam kernel (CUDA, and CPU: 1.06x a CPU KD step at 96x96)
     # Learning-rate schedule (timm's, stepped per epoch): LR_SCHEDULES; constant = the paper's.
     schedule: str = "constant"
+    # The teacher's schedule over ``teacher_epochs``; None = ``schedule``. A teacher learning a
+    # faint trace from random weights settles better on a decaying rate (docs/distillation.md,
+    # "Twentieth"), while a student fine-tuned from it keeps its own schedule.
+    teacher_schedule: str | None = None
     warmup_epochs: int = 0  # linear warm-up from warmup_lr to lr over these first epochs
     warmup_lr: float = 1.0e-5
     min_lr: float = 0.0  # where cosine / poly / tanh end
@@ -216,10 +220,10 @@ class JobConfig:
             raise ValueError(f"loss: {error}") from None
         if min(self.optim.lr, self.optim.teacher_start_lr or 0.0) < 0:
             raise ValueError("optim.lr and optim.teacher_start_lr must be >= 0")
-        if self.optim.schedule not in LR_SCHEDULES:
-            raise ValueError(
-                f"optim.schedule: unknown {self.optim.schedule!r}; one of {LR_SCHEDULES}"
-            )
+        for key in ("schedule", "teacher_schedule"):
+            value = getattr(self.optim, key)
+            if value is not None and value not in LR_SCHEDULES:
+                raise ValueError(f"optim.{key}: unknown {value!r}; one of {LR_SCHEDULES}")
         if self.optim.teacher_epochs is not None and self.optim.teacher_epochs < 1:
             raise ValueError(f"optim.teacher_epochs must be >= 1, got {self.optim.teacher_epochs}")
         if self.optim.clip_grad_norm < 0:

@@ -161,8 +161,9 @@ def run_training(
     prepared = json.loads(storage.read_text(manifest))  # read once: class counts, crop settings
     balance = resolve_balance(job.data.balance, *train_class_counts(prepared, job.data.methods))
     print(balance.describe(), flush=True)
-    if mode == "teacher" and job.optim.teacher_epochs is not None:  # it overrides optim.epochs
-        print(f"the teacher trains {job.optim.epochs} epochs (optim.teacher_epochs)", flush=True)
+    if mode == "teacher":  # optim.teacher_epochs / teacher_schedule override the student's
+        print(f"the teacher trains {job.optim.epochs} epochs, {job.optim.schedule} learning rate "
+              "(optim.teacher_epochs, optim.teacher_schedule)", flush=True)  # fmt: skip
     ensure_ray()
     runs = storage_path(job)
     storage.makedirs(runs)

@@ -6,7 +6,8 @@ changes what it trains), and resuming a run whose logged identity differs is ref
 keys. Left out of the identity: how and where a job runs (``scaling``, ``tracking``); how long
 (``optim.epochs``, ``optim.teacher_epochs``: relaunching with more epochs continues a run); the
 rate for a student started from its teacher (``optim.teacher_start_lr``) in every run that does
-not start so; for a teacher, the student's options (the loss, the student's level), so that
+not start so, and the teacher's schedule (``optim.teacher_schedule``) in every run that does not
+read the teacher; for a teacher, the student's options (the loss, the student's level), so that
 every distillation variant shares one teacher; for SFFB alone (``loss.knowledge: none``), the
 distillation weights and the teacher's level, which it never uses.
 """
@@ -32,11 +33,15 @@ LOSS_WITHOUT_TEACHER = ("loss.knowledge", "loss.lambda3", "loss.balance", "loss.
 def teacher_job(job: JobConfig) -> JobConfig:
     """The job as the teacher's run sees it: a student's ``model.init: teacher`` means nothing
     to the teacher itself, which then starts as ``auto`` does; it trains for
-    ``optim.teacher_epochs`` when that is set."""
+    ``optim.teacher_epochs`` on ``optim.teacher_schedule`` when those are set."""
     if job.model.init == "teacher":
         job = replace(job, model=replace(job.model, init="auto"))
     if job.optim.teacher_epochs is not None:
         job = replace(job, optim=replace(job.optim, epochs=job.optim.teacher_epochs))
+    if job.optim.teacher_schedule is not None:
+        # one identity for one schedule, however it was set
+        optim = replace(job.optim, schedule=job.optim.teacher_schedule, teacher_schedule=None)
+        job = replace(job, optim=optim)
     return job
 
 
@@ -45,6 +50,8 @@ def _identifies(key: str, job: JobConfig, mode: str) -> bool:
         return False
     if key == "optim.teacher_start_lr":
         return job.starts_from_teacher(mode)
+    if key == "optim.teacher_schedule":  # a teacher's run carries it as optim.schedule
+        return job.needs_teacher_checkpoint(mode)
     if mode == "teacher":
         return not key.startswith("loss.") and key != "data.student_level"
     if not job.uses_teacher(mode):
