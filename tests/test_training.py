@@ -555,7 +555,8 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
         sys.executable, "rayjobs/pretrain_teacher.py", "--set", f"data.shards={shards}",
         "--set", "model.backbone=test_resnet", "--set", "model.image_size=64",
         "--set", "data.methods=[]", "--set", "optim.epochs=1",
-        "--set", "optim.teacher_epochs=1", "--set", "tracking.run_name=submitted",
+        # cpu-demo's own teacher schedule (cosine), shortened to two epochs
+        "--set", "optim.teacher_epochs=2", "--set", "tracking.run_name=submitted",
     ]  # fmt: skip
     for _ in range(6):
         result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
@@ -567,6 +568,10 @@ def test_ray_job_submit(prepared, tmp_path, dashboard_url):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "best checkpoint:" in result.stdout
     assert (tmp_path / "home" / "runs" / "submitted" / "best" / "state.pt").is_file()
+    # The teacher trained on optim.teacher_schedule: cosine over 2 epochs halves the rate.
+    assert "the teacher trains 2 epochs, cosine learning rate" in result.stdout
+    last = load_state(tmp_path / "home" / "runs" / "submitted" / "epoch_0001")
+    assert [epoch["lr"] for epoch in last["history"]] == pytest.approx([1e-3, 5e-4])
 
 
 def test_sffb_alone_trains_a_student_without_teacher(prepared, home, ray_session):
